@@ -1,0 +1,32 @@
+# Copyright 2026 The LLaVA-NeXT-AR Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""LLaVA-NeXT-AR: LLaVA-NeXT-Video with an auxiliary next-frame feature prediction objective."""
+
+from .configuration_llava_next_ar import AUTOREGRESSIVE_CONFIG_DEFAULTS, LlavaNextARConfig, validate_autoregressive_config
+from .modeling_llava_next_ar import (
+    LlavaNextARCausalLMOutputWithPast,
+    LlavaNextARForConditionalGeneration,
+    LlavaNextARPredictor,
+    LlavaNextARReconstructionModule,
+    create_autoregressive_reconstruction_module,
+)
+from .video_frame_utils import (
+    FrameLevelMaskGenerator,
+    VideoFrameSampler,
+    create_frame_position_ids,
+    frame_attention_pattern,
+)
+
+
+__version__ = "0.1.0"

@@ -1,0 +1,185 @@
+# Copyright 2026 The LLaVA-NeXT-AR Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""LLaVA-NeXT-AR configuration: LLaVA-NeXT-Video plus an `autoregressive_config` for next-frame prediction."""
+
+import math
+from typing import Any
+
+from transformers import LlavaNextVideoConfig
+
+
+AUTOREGRESSIVE_CONFIG_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "embedding_dim": None,
+    "num_hist": 3,
+    "loss_weight": 0.1,
+    "num_heads": 8,
+    "num_layers": 3,
+    "mlp_ratio": 4.0,
+    "use_frame_causal_mask": True,
+    "fuse_llm_hidden_states": True,
+    "teacher": "copy",
+    "use_fast_slow_frames": False,
+    "fast_stride": 1,
+    "slow_stride": 4,
+    "num_fast": 8,
+    "num_slow": 8,
+    "merge_strategy": "concat",
+    "short_clip": "shrink",
+}
+"""Defaults of `LlavaNextARConfig.autoregressive_config` (seed values; see DESIGN.md §2)."""
+
+_CHOICES = {
+    "teacher": ("copy", "shared"),
+    "merge_strategy": ("concat", "interleave"),
+    "short_clip": ("shrink", "error"),
+}
+_BOOLS = ("enabled", "use_frame_causal_mask", "fuse_llm_hidden_states", "use_fast_slow_frames")
+_POSITIVE_INTS = ("num_heads", "num_layers", "fast_stride", "slow_stride", "num_fast", "num_slow")
+
+
+def _fail(key: str, expected: str, value: Any) -> None:
+    raise ValueError(f"autoregressive_config[{key!r}] must be {expected}, got {value!r}")
+
+
+def validate_autoregressive_config(
+    autoregressive_config: dict[str, Any] | None,
+    vision_feature_width: int | None = None,
+    hidden_size: int | None = None,
+) -> dict[str, Any]:
+    """
+    Fill in defaults and validate an `autoregressive_config` dict.
+
+    Args:
+        autoregressive_config (`dict`, *optional*): user values; missing keys take `AUTOREGRESSIVE_CONFIG_DEFAULTS`.
+        vision_feature_width (`int`, *optional*): width `D` of the teacher features. `embedding_dim=None` becomes
+            this value; any other value must equal it.
+        hidden_size (`int`, *optional*): predictor width (the LLM width); must be divisible by `num_heads`.
+
+    Returns:
+        A new dict with every key of `AUTOREGRESSIVE_CONFIG_DEFAULTS`.
+
+    Raises:
+        ValueError: naming the key, the allowed values and the value given.
+    """
+    if autoregressive_config is None:
+        autoregressive_config = {}
+    if not isinstance(autoregressive_config, dict):
+        raise ValueError(f"autoregressive_config must be a dict or None, got {type(autoregressive_config).__name__}")
+    unknown = sorted(set(autoregressive_config) - set(AUTOREGRESSIVE_CONFIG_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"autoregressive_config has unknown key(s) {unknown}; known keys are {sorted(AUTOREGRESSIVE_CONFIG_DEFAULTS)}"
+        )
+    config = {**AUTOREGRESSIVE_CONFIG_DEFAULTS, **autoregressive_config}
+
+    for key in _BOOLS:
+        if not isinstance(config[key], bool):
+            _fail(key, "a bool", config[key])
+    for key in _POSITIVE_INTS:
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
+            _fail(key, "an int >= 1", config[key])
+    for key, choices in _CHOICES.items():
+        if config[key] not in choices:
+            _fail(key, f"one of {choices}", config[key])
+
+    num_hist = config["num_hist"]
+    if num_hist is not None and (isinstance(num_hist, bool) or not isinstance(num_hist, int) or num_hist < 1):
+        _fail("num_hist", "an int >= 1 (frames of history a prediction sees) or None (all earlier frames)", num_hist)
+    loss_weight = config["loss_weight"]
+    if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)) or not math.isfinite(loss_weight):
+        _fail("loss_weight", "a finite float >= 0", loss_weight)
+    if loss_weight < 0:
+        _fail("loss_weight", "a finite float >= 0", loss_weight)
+    config["loss_weight"] = float(loss_weight)
+    mlp_ratio = config["mlp_ratio"]
+    if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or not mlp_ratio > 0:
+        _fail("mlp_ratio", "a number > 0", mlp_ratio)
+
+    embedding_dim = config["embedding_dim"]
+    if embedding_dim is not None and (
+        isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1
+    ):
+        _fail("embedding_dim", "an int >= 1 or None (= the vision tower's feature width)", embedding_dim)
+    if vision_feature_width is not None:
+        if embedding_dim is None:
+            config["embedding_dim"] = vision_feature_width
+        elif embedding_dim != vision_feature_width:
+            _fail("embedding_dim", f"the teacher's feature width {vision_feature_width} (or None)", embedding_dim)
+    if hidden_size is not None and hidden_size % config["num_heads"] != 0:
+        _fail("num_heads", f"a divisor of the predictor width (LLM hidden_size={hidden_size})", config["num_heads"])
+    return config
+
+
+class LlavaNextARConfig(LlavaNextVideoConfig):
+    r"""
+    Configuration of [`LlavaNextARForConditionalGeneration`]: a [`LlavaNextVideoConfig`] plus
+    `autoregressive_config`, the settings of the auxiliary next-frame feature prediction objective.
+
+    autoregressive_config (`dict`, *optional*):
+        Missing keys take their defaults; invalid values raise `ValueError` at construction.
+
+        | key | default | meaning |
+        |---|---|---|
+        | `enabled` | `True` | `False`: the model is exactly `LlavaNextVideoForConditionalGeneration` (no extra weights). |
+        | `embedding_dim` | `None` | teacher feature width `D`; `None` = the vision tower's (1152 for SigLIP-so400m). |
+        | `num_hist` | `3` | sampled frames of history a prediction may look at (the context frame and the `num_hist - 1` before it), for the teacher features and for the LLM states (`num_hist` frames' worth of tokens); `None` = all earlier frames. |
+        | `loss_weight` | `0.1` | weight of the auxiliary loss in `loss`; the seed advises 0.01-0.2. |
+        | `num_heads` / `num_layers` | `8` / `3` | predictor size; the predictor works at the LLM width. |
+        | `mlp_ratio` | `4.0` | predictor MLP width / LLM width. |
+        | `use_frame_causal_mask` | `True` | frame-level causal attention; `False` = token-level causal (the seed's ablation baseline). |
+        | `fuse_llm_hidden_states` | `True` | cross-attend to the LLM's hidden states (only those that saw no frame at or after the target). |
+        | `teacher` | `"copy"` | `"copy"`: a frozen copy of the vision tower (fixed targets, +1 tower of memory); `"shared"`: the live tower under `no_grad` (no extra memory, targets drift as the tower trains). |
+        | `use_fast_slow_frames` | `False` | the processor samples `video_frames` with the fast/slow sampler. |
+        | `fast_stride`, `slow_stride`, `num_fast`, `num_slow` | `1, 4, 8, 8` | sampler settings (see `VideoFrameSampler`). |
+        | `merge_strategy` | `"concat"` | order of the merged fast/slow frames: `"concat"` = `[slow] + [fast]`, or `"interleave"`. |
+        | `short_clip` | `"shrink"` | clips too short for a stride: `"shrink"` the stride to the largest that fits, or `"error"`. |
+
+    Example:
+
+    ```python
+    >>> from transformers import CLIPVisionConfig, LlamaConfig
+    >>> config = LlavaNextARConfig(
+    ...     vision_config=CLIPVisionConfig(hidden_size=32, image_size=32, patch_size=8, num_hidden_layers=2,
+    ...                                    num_attention_heads=2, intermediate_size=64),
+    ...     text_config=LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    ...                             intermediate_size=64, vocab_size=128),
+    ...     autoregressive_config={"loss_weight": 0.05, "num_heads": 2},
+    ... )
+    >>> config.autoregressive_config["embedding_dim"]
+    32
+    ```
+    """
+
+    model_type = "llava_next_ar"
+
+    autoregressive_config: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        layers = 1 if isinstance(self.vision_feature_layer, int) else len(self.vision_feature_layer)
+        self.autoregressive_config = validate_autoregressive_config(
+            self.autoregressive_config,
+            vision_feature_width=self.vision_config.hidden_size * layers,
+            hidden_size=self.text_config.hidden_size,
+        )
+
+    @property
+    def video_tokens_per_frame(self) -> int:
+        """Number of LLM tokens one video frame becomes (after the spatial pooling of LLaVA-NeXT-Video)."""
+        side = self.vision_config.image_size // self.vision_config.patch_size
+        return (side // self.spatial_pool_stride) ** 2
+
+
+__all__ = ["LlavaNextARConfig", "validate_autoregressive_config", "AUTOREGRESSIVE_CONFIG_DEFAULTS"]

@@ -1,0 +1,673 @@
+# Copyright 2026 The LLaVA-NeXT-AR Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+LLaVA-NeXT-AR: LLaVA-NeXT-Video with an auxiliary next-frame feature prediction objective.
+
+A frozen *teacher* (a copy of the vision tower) encodes `video_frames [B, T, 3, H, W]` into features
+`[B, T, P, D]`. A small *predictor* reads the features of frames `0..T-2` and the LLM's hidden states and predicts
+the teacher features of frames `1..T-1`; the MSE, weighted by `loss_weight`, is added to the language-modelling loss.
+
+Causality is structural: the prediction of the frame at source time `n` reads
+- teacher features of the `num_hist` sampled frames before it (attention blocks gathered per query frame), and
+- LLM hidden states whose receptive field (in a causal LLM, every frame at or before that token) holds no frame
+  at or after `n` (a prefix of the sequence, found with `searchsorted`).
+Neither path ever sees a frame at or after the target, so no mask has to be trusted to hide one.
+"""
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from transformers import AutoModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.models.llava_next_video.modeling_llava_next_video import (
+    LlavaNextVideoCausalLMOutputWithPast,
+    LlavaNextVideoForConditionalGeneration,
+    LlavaNextVideoModel,
+    LlavaNextVideoPreTrainedModel,
+)
+from transformers.utils import logging
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_llava_next_ar import LlavaNextARConfig, validate_autoregressive_config
+
+
+logger = logging.get_logger(__name__)
+
+TEACHER_PREFIX = "autoregressive_module.teacher."
+VISION_TOWER_PREFIX = "model.vision_tower."
+
+
+@dataclass
+class LlavaNextARCausalLMOutputWithPast(LlavaNextVideoCausalLMOutputWithPast):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        `main_loss + autoregressive_loss`, or whichever of the two was computed.
+    main_loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+        Language-modelling (next-token) loss, as the base model computes it.
+    autoregressive_loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `video_frames` is given):
+        `loss_weight * autoregressive_frame_losses.mean()`.
+    autoregressive_frame_losses (`torch.FloatTensor` of shape `(batch_size, num_frames - 1)`, *optional*):
+        Unweighted MSE of each predicted frame (frames `1..T-1` of `video_frames`, in source-time order).
+    """
+
+    main_loss: torch.FloatTensor | None = None
+    autoregressive_loss: torch.FloatTensor | None = None
+    autoregressive_frame_losses: torch.FloatTensor | None = None
+
+
+@dataclass
+class LlavaNextARReconstructionOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`): weighted auxiliary loss, `loss_weight * frame_losses.mean()`.
+    frame_losses (`torch.FloatTensor` of shape `(batch_size, num_frames - 1)`): unweighted MSE per predicted frame.
+    predictions (`torch.FloatTensor` of shape `(batch_size, num_frames - 1, num_patches, embedding_dim)`):
+        predicted teacher features of frames `1..T-1`.
+    targets (`torch.FloatTensor` of shape `(batch_size, num_frames - 1, num_patches, embedding_dim)`):
+        teacher features of frames `1..T-1` (detached).
+    """
+
+    loss: torch.FloatTensor | None = None
+    frame_losses: torch.FloatTensor | None = None
+    predictions: torch.FloatTensor | None = None
+    targets: torch.FloatTensor | None = None
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Plain softmax attention; `attention_mask` is boolean (`True` = may attend) or additive."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            attention_mask = torch.zeros_like(attention_mask, dtype=attn_weights.dtype).masked_fill(
+                ~attention_mask, float("-inf")
+            )
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.promote_types(query.dtype, torch.float32))
+    attn_weights = nn.functional.dropout(attn_weights.to(query.dtype), p=dropout, training=module.training)
+    return torch.matmul(attn_weights, value).transpose(1, 2).contiguous(), attn_weights
+
+
+@lru_cache(maxsize=32)
+def frame_window(
+    num_frames: int, num_patches: int, num_hist: int | None, token_causal: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Block structure of the predictor's self-attention, cached per shape.
+
+    Query frame `t` reads the keys of frames `t - h + 1 .. t` (`h = min(num_hist, T)`), gathered per query frame,
+    so nothing of size `[T*P, T*P]` is built.
+
+    Returns:
+        key_frames (`torch.LongTensor` of shape `[T, h]`): frame of each key slot (clamped to 0 where invalid).
+        mask (`torch.BoolTensor` of shape `[T, 1 or P, h*P]`): `True` = may attend. Frame mode: all patches of the
+            valid frames. Token mode: additionally, in frame `t` itself only patches `<= ` the query patch.
+    """
+    h = num_frames if num_hist is None else min(num_hist, num_frames)
+    key_frames = torch.arange(num_frames, device=device)[:, None] - h + 1 + torch.arange(h, device=device)
+    valid = (key_frames >= 0).repeat_interleave(num_patches, dim=1)[:, None, :]  # [T, 1, h*P]
+    if token_causal:
+        patch = torch.arange(num_patches, device=device)
+        own = torch.ones(num_patches, (h - 1) * num_patches, dtype=torch.bool, device=device)
+        own = torch.cat([own, patch[None, :] <= patch[:, None]], dim=1)  # [P, h*P]
+        valid = valid & own
+    return key_frames.clamp(min=0), valid
+
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """`[...]` integer positions (source-time frame indices; any size, no table) -> `[..., dim]` sin/cos features."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.float()[..., None] * freqs
+    embedding = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return nn.functional.pad(embedding, (0, dim - 2 * half))
+
+
+class LlavaNextARAttention(nn.Module):
+    """Multi-head attention of the predictor (self- or cross-), dispatched through `ALL_ATTENTION_FUNCTIONS`."""
+
+    def __init__(self, config: LlavaNextARConfig):
+        super().__init__()
+        self.config = config
+        self.hidden_size = config.text_config.hidden_size
+        self.num_heads = config.autoregressive_config["num_heads"]
+        self.head_dim = self.hidden_size // self.num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.q_proj = nn.Linear(self.hidden_size, self.hidden_size)
+        self.k_proj = nn.Linear(self.hidden_size, self.hidden_size)
+        self.v_proj = nn.Linear(self.hidden_size, self.hidden_size)
+        self.o_proj = nn.Linear(self.hidden_size, self.hidden_size)
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        queries `[N, Q, C]` (already gathered per query frame), keys/values `[N, S, H, d]` (already projected and
+        gathered), attention_mask boolean broadcastable to `[N, 1, Q, S]`. Returns `[N, Q, C]`.
+        """
+        n, q_len, _ = queries.shape
+        query = self.q_proj(queries).view(n, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+        implementation = self.config._attn_implementation
+        attention_interface = (
+            ALL_ATTENTION_FUNCTIONS["sdpa"]
+            if implementation not in (None, "eager") and "flash" in implementation
+            else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        )
+        output, _ = attention_interface(
+            self, query, keys.transpose(1, 2), values.transpose(1, 2), attention_mask, scaling=self.scaling
+        )
+        return self.o_proj(output.reshape(n, q_len, self.hidden_size))
+
+    def project_keys_values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[..., C]` -> keys and values `[..., H, d]`."""
+        shape = (*states.shape[:-1], self.num_heads, self.head_dim)
+        return self.k_proj(states).view(shape), self.v_proj(states).view(shape)
+
+
+class LlavaNextARPredictorLayer(GradientCheckpointingLayer):
+    """Pre-norm block: frame-causal self-attention, cross-attention to allowed LLM states, MLP."""
+
+    def __init__(self, config: LlavaNextARConfig):
+        super().__init__()
+        width = config.text_config.hidden_size
+        self.self_attn_norm = nn.LayerNorm(width)
+        self.self_attn = LlavaNextARAttention(config)
+        self.fuse_llm_hidden_states = config.autoregressive_config["fuse_llm_hidden_states"]
+        if self.fuse_llm_hidden_states:
+            self.cross_attn_norm = nn.LayerNorm(width)
+            self.cross_attn = LlavaNextARAttention(config)
+        inner = int(width * config.autoregressive_config["mlp_ratio"])
+        self.mlp_norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, inner), nn.GELU(), nn.Linear(inner, width))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_frames: torch.Tensor,
+        self_attn_mask: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        memory_index: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        hidden_states `[B, T, P, C]`; key_frames `[T, h]`; self_attn_mask `[T, 1|P, h*P]`;
+        memory `[B, M, C]` (LLM states, null slot first); memory_index / memory_mask `[B, T, W]`.
+        """
+        batch, frames, patches, width = hidden_states.shape
+        x = self.self_attn_norm(hidden_states)
+        keys, values = self.self_attn.project_keys_values(x)  # [B, T, P, H, d]
+        keys, values = (s[:, key_frames].flatten(2, 3).flatten(0, 1) for s in (keys, values))  # [B*T, h*P, H, d]
+        mask = self_attn_mask[None].expand(batch, -1, -1, -1).flatten(0, 1)[:, None]  # [B*T, 1, 1|P, h*P]
+        x = self.self_attn(x.flatten(0, 1), keys, values, mask)
+        hidden_states = hidden_states + x.view(batch, frames, patches, width)
+
+        if self.fuse_llm_hidden_states and memory is not None:
+            keys, values = self.cross_attn.project_keys_values(memory)  # [B, M, H, d]
+            rows = torch.arange(batch, device=memory.device)[:, None, None]
+            keys, values = (s[rows, memory_index].flatten(0, 1) for s in (keys, values))  # [B*T, W, H, d]
+            x = self.cross_attn_norm(hidden_states).flatten(0, 1)
+            x = self.cross_attn(x, keys, values, memory_mask.flatten(0, 1)[:, None, None, :])
+            hidden_states = hidden_states + x.view(batch, frames, patches, width)
+
+        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
+
+
+class LlavaNextARPredictor(nn.Module):
+    """
+    Parallel next-frame predictor (seed: `ParallelAutoregressivePredictor`): project teacher features to the LLM
+    width, add source-time embeddings of the context and target frames, run the layers, project back to `D`.
+    """
+
+    def __init__(self, config: LlavaNextARConfig):
+        super().__init__()
+        ar = config.autoregressive_config
+        width = config.text_config.hidden_size
+        self.num_hist = ar["num_hist"]
+        self.token_causal = not ar["use_frame_causal_mask"]
+        self.embed = nn.Linear(ar["embedding_dim"], width)
+        self.time_proj = nn.Linear(2 * width, width)
+        self.memory_null = nn.Parameter(torch.zeros(width))
+        self.layers = nn.ModuleList([LlavaNextARPredictorLayer(config) for _ in range(ar["num_layers"])])
+        self.norm = nn.LayerNorm(width)
+        self.proj_out = nn.Linear(width, ar["embedding_dim"])
+
+    def forward(
+        self,
+        context_features: torch.Tensor,
+        context_times: torch.Tensor,
+        target_times: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        memory_index: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        context_features `[B, T', P, D]` (frames 0..T-2), context_times / target_times `[B, T']` source-time
+        indices; memory `[B, L, C]` LLM states and memory_index / memory_mask `[B, T', W]` (index 0 = null slot).
+        Returns predictions `[B, T', P, D]` of frames 1..T-1.
+        """
+        batch, frames, patches, _ = context_features.shape
+        width = self.time_proj.out_features
+        times = torch.cat(
+            [sinusoidal_embedding(context_times, width), sinusoidal_embedding(target_times - context_times, width)],
+            dim=-1,
+        ).to(context_features.dtype)
+        hidden_states = self.embed(context_features) + self.time_proj(times)[:, :, None]
+        if memory is not None:
+            memory = torch.cat([self.memory_null.to(memory.dtype).expand(batch, 1, -1), memory], dim=1)
+        key_frames, self_attn_mask = frame_window(
+            frames, patches, self.num_hist, self.token_causal, context_features.device
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, key_frames, self_attn_mask, memory, memory_index, memory_mask)
+        return self.proj_out(self.norm(hidden_states))
+
+
+class LlavaNextARReconstructionModule(nn.Module):
+    """
+    The auxiliary objective (seed: `AutoregressiveReconstructionModule`): owns the frozen teacher and the
+    predictor and computes the weighted next-frame MSE.
+
+    Args:
+        config ([`LlavaNextARConfig`]): model config; `autoregressive_config` must be validated.
+        memory_window (`int`, *optional*): LLM positions a prediction may read, ending at the last allowed one;
+            `None` = the whole allowed prefix. The model passes `num_hist * video_tokens_per_frame`.
+    """
+
+    def __init__(self, config: LlavaNextARConfig, memory_window: int | None = None):
+        super().__init__()
+        ar = config.autoregressive_config
+        self.loss_weight = ar["loss_weight"]
+        self.memory_window = memory_window
+        self.vision_feature_layer = config.vision_feature_layer
+        self.vision_feature_select_strategy = config.vision_feature_select_strategy
+        self.teacher = AutoModel.from_config(config.vision_config) if ar["teacher"] == "copy" else None
+        if self.teacher is not None:
+            self.teacher.requires_grad_(False)
+            self.teacher.eval()
+        self.predictor = LlavaNextARPredictor(config)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher never trains: no dropout, frozen statistics
+        return self
+
+    @torch.no_grad()
+    def encode_frames(self, video_frames: torch.Tensor, vision_tower: nn.Module | None = None) -> torch.Tensor:
+        """`[B, T, 3, H, W]` -> teacher features `[B, T, P, D]` (no gradient), one frame at a time per row."""
+        tower = self.teacher if self.teacher is not None else vision_tower
+        if tower is None:
+            raise ValueError("teacher='shared' needs the live `vision_tower` passed to the module")
+        batch, frames = video_frames.shape[:2]
+        pixels = video_frames.flatten(0, 1).to(next(tower.parameters()).dtype)
+        hidden_states = tower(pixels, output_hidden_states=True, return_dict=True).hidden_states
+        layers = self.vision_feature_layer
+        features = (
+            hidden_states[layers]
+            if isinstance(layers, int)
+            else torch.cat([hidden_states[layer] for layer in layers], dim=-1)
+        )
+        if self.vision_feature_select_strategy == "default":
+            features = features[:, 1:]  # drop CLS
+        return features.unflatten(0, (batch, frames))
+
+    def memory_slots(
+        self,
+        hidden_states_frame_indices: torch.Tensor,
+        target_times: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Which LLM positions each prediction may read.
+
+        A causal LLM's token at position `p` has seen every frame at positions `<= p`, so its receptive field ends at
+        `cummax(frame index)[p]` (non-decreasing). The prediction of a frame at source time `n` may read the prefix of
+        positions whose receptive field ends before `n`; we take its last `memory_window` positions.
+
+        Returns memory_index `[B, T', 1+W]` into `[null] + hidden_states` and memory_mask `[B, T', 1+W]`.
+        """
+        receptive_field = hidden_states_frame_indices.cummax(dim=1).values.contiguous()  # [B, L]
+        num_allowed = torch.searchsorted(receptive_field, target_times.contiguous(), side="left")  # [B, T']
+        length = receptive_field.shape[1]
+        window = length if self.memory_window is None else min(self.memory_window, length)
+        positions = num_allowed[..., None] - window + torch.arange(window, device=num_allowed.device)
+        valid = positions >= 0
+        positions = positions.clamp(min=0)
+        if attention_mask is not None:
+            valid = valid & attention_mask.bool().gather(1, positions.flatten(1)).view_as(positions)
+        index = torch.where(valid, positions + 1, 0)
+        null = torch.zeros_like(index[..., :1])
+        return torch.cat([null, index], dim=-1), torch.cat([torch.ones_like(valid[..., :1]), valid], dim=-1)
+
+    def forward(
+        self,
+        video_frames: torch.Tensor,
+        hidden_states: torch.Tensor | None = None,
+        hidden_states_frame_indices: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        video_frame_indices: torch.Tensor | None = None,
+        vision_tower: nn.Module | None = None,
+        teacher_features: torch.Tensor | None = None,
+    ) -> LlavaNextARReconstructionOutput:
+        r"""
+        video_frames (`[B, T, 3, H, W]`): frames in source-time order (`T >= 2`).
+        hidden_states (`[B, L, C]`, *optional*): LLM hidden states to fuse.
+        hidden_states_frame_indices (`[B, L]`, *optional*): source-time index of the frame each position holds
+            (`-1` for text). Without it, `hidden_states` cannot be placed in time and is not read (only the null
+            memory slot is), which is the only leak-free choice.
+        attention_mask (`[B, L]`, *optional*): padding mask of `hidden_states`.
+        video_frame_indices (`[B, T]`, *optional*): strictly increasing source-time indices; default `0..T-1`.
+        vision_tower: the live tower, required when `teacher="shared"`.
+        teacher_features (`[B, T, P, D]`, *optional*): precomputed teacher features (skips the teacher).
+        """
+        batch, frames = video_frames.shape[:2]
+        if video_frame_indices is None:
+            video_frame_indices = torch.arange(frames, device=video_frames.device).expand(batch, -1)
+        features = self.encode_frames(video_frames, vision_tower) if teacher_features is None else teacher_features
+        context_times, target_times = video_frame_indices[:, :-1], video_frame_indices[:, 1:]
+
+        memory = memory_index = memory_mask = None
+        if hidden_states is not None:
+            if hidden_states_frame_indices is None:
+                logger.warning_once(
+                    "`hidden_states` given without `hidden_states_frame_indices`: they cannot be placed in time, so "
+                    "only the null memory slot is read (reading them could leak future frames)."
+                )
+                hidden_states_frame_indices = torch.full(
+                    hidden_states.shape[:2], torch.iinfo(torch.long).max, device=hidden_states.device
+                )
+            memory = hidden_states
+            memory_index, memory_mask = self.memory_slots(hidden_states_frame_indices, target_times, attention_mask)
+
+        predictions = self.predictor(
+            features[:, :-1], context_times, target_times, memory, memory_index, memory_mask
+        )
+        targets = features[:, 1:].detach()
+        loss_dtype = torch.promote_types(predictions.dtype, torch.float32)
+        frame_losses = (predictions.to(loss_dtype) - targets.to(loss_dtype)).pow(2).mean(dim=(-2, -1))
+        return LlavaNextARReconstructionOutput(
+            loss=self.loss_weight * frame_losses.mean(),
+            frame_losses=frame_losses,
+            predictions=predictions,
+            targets=targets,
+        )
+
+    def compute_autoregressive_loss(
+        self, hidden_states: torch.Tensor | None, video_frames: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
+        """Seed API: the weighted auxiliary loss (a scalar). Keyword arguments go to `forward`."""
+        return self(video_frames, hidden_states=hidden_states, **kwargs).loss
+
+
+def create_autoregressive_reconstruction_module(
+    vision_tower: nn.Module, hidden_size: int, config: dict | None = None
+) -> LlavaNextARReconstructionModule:
+    """
+    Seed factory: a reconstruction module whose teacher is a frozen copy of `vision_tower` (copied now, once).
+
+    Args:
+        vision_tower: a transformers vision model (e.g. `CLIPVisionModel`, `SiglipVisionModel`).
+        hidden_size: width of the LLM hidden states that will be fused (the predictor's width).
+        config: `autoregressive_config` keys, plus optionally `vision_feature_layer` (default -2),
+            `vision_feature_select_strategy` (default "default" = drop CLS; use "full" for SigLIP) and
+            `memory_window` (LLM positions read per prediction; default all allowed).
+    """
+    config = dict(config or {})
+    vision_feature_layer = config.pop("vision_feature_layer", -2)
+    strategy = config.pop("vision_feature_select_strategy", "default")
+    memory_window = config.pop("memory_window", None)
+    vision_config = vision_tower.config
+    text_config = {"model_type": "llama", "hidden_size": hidden_size, "num_attention_heads": 1}
+    model_config = LlavaNextARConfig(
+        vision_config=vision_config.to_dict(),
+        text_config=text_config,
+        vision_feature_layer=vision_feature_layer,
+        vision_feature_select_strategy=strategy,
+        autoregressive_config=validate_autoregressive_config(config, hidden_size=hidden_size),
+    )
+    model_config._attn_implementation = vision_config._attn_implementation or "sdpa"
+    module = LlavaNextARReconstructionModule(model_config, memory_window=memory_window)
+    if module.teacher is not None:
+        module.teacher.load_state_dict(vision_tower.state_dict())
+    return module.to(next(vision_tower.parameters()).dtype)
+
+
+class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration):
+    """
+    LLaVA-NeXT-Video with the next-frame feature prediction objective. `forward` takes the usual inputs plus
+    `video_frames`; everything else (generation, saving, PEFT, gradient checkpointing) is the base model's.
+    """
+
+    config_class = LlavaNextARConfig
+    config: LlavaNextARConfig
+
+    def __init__(self, config: LlavaNextARConfig):
+        LlavaNextVideoPreTrainedModel.__init__(self, config)
+        self.model = LlavaNextVideoModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        ar = config.autoregressive_config
+        if ar["enabled"]:
+            window = None if ar["num_hist"] is None else ar["num_hist"] * config.video_tokens_per_frame
+            self.autoregressive_module = LlavaNextARReconstructionModule(config, memory_window=window)
+        self.post_init()
+        self.copy_vision_tower_to_teacher()
+
+    def copy_vision_tower_to_teacher(self, keys: set[str] | None = None) -> None:
+        """Make the teacher an exact copy of the vision tower (all of it, or the given teacher state-dict keys)."""
+        teacher = getattr(getattr(self, "autoregressive_module", None), "teacher", None)
+        if teacher is None:
+            return
+        tower_state = self.model.vision_tower.state_dict()
+        with torch.no_grad():
+            for name, tensor in teacher.state_dict(keep_vars=True).items():
+                if keys is None or TEACHER_PREFIX + name in keys:
+                    tensor.copy_(tower_state[name])
+
+    def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True):
+        # Called by `from_pretrained` with the keys the checkpoint lacked. A plain LLaVA-NeXT-Video checkpoint has no
+        # teacher: make it a copy of the loaded vision tower (never random) and do not report it as missing.
+        if missing_keys is not None:
+            teacher_keys = {key for key in missing_keys if key.startswith(TEACHER_PREFIX)}
+            if teacher_keys:
+                self.copy_vision_tower_to_teacher(teacher_keys)
+                missing_keys -= teacher_keys
+        return super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)
+
+    def prepare_inputs_for_generation(self, *args, video_frames=None, video_frame_indices=None, llm_frame_indices=None, **kwargs):
+        # The objective is a training loss: generation never computes it.
+        return super().prepare_inputs_for_generation(*args, **kwargs)
+
+    def _check_autoregressive_inputs(
+        self,
+        video_frames: torch.Tensor,
+        video_frame_indices: torch.Tensor | None,
+        llm_frame_indices: torch.Tensor | None,
+        batch_size: int,
+        pixel_values_videos: torch.Tensor | None,
+    ) -> None:
+        vision = self.config.vision_config
+        expected = f"[batch_size={batch_size}, num_frames>=2, {vision.num_channels}, {vision.image_size}, {vision.image_size}]"
+        if not isinstance(video_frames, torch.Tensor) or video_frames.dim() != 5:
+            shape = tuple(video_frames.shape) if isinstance(video_frames, torch.Tensor) else type(video_frames).__name__
+            raise ValueError(f"`video_frames` must be a tensor of shape {expected}, got {shape}")
+        b, t, c, h, w = video_frames.shape
+        if b != batch_size or t < 2 or c != vision.num_channels or (h, w) != (vision.image_size, vision.image_size):
+            raise ValueError(f"`video_frames` must have shape {expected}, got {tuple(video_frames.shape)}")
+        if not video_frames.is_floating_point():
+            raise ValueError(f"`video_frames` must be a floating-point tensor, got dtype {video_frames.dtype}")
+        if not torch.isfinite(video_frames).all():
+            raise ValueError("`video_frames` contains NaN or infinite values")
+        for name, indices, frames in (
+            ("video_frame_indices", video_frame_indices, t),
+            ("llm_frame_indices", llm_frame_indices, None if pixel_values_videos is None else pixel_values_videos.shape[1]),
+        ):
+            if indices is None:
+                continue
+            if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.dim() != 2:
+                raise ValueError(f"`{name}` must be an integer tensor of shape [batch_size, num_frames], got {indices!r}")
+            if frames is None or tuple(indices.shape) != (batch_size, frames):
+                raise ValueError(f"`{name}` must have shape {(batch_size, frames)}, got {tuple(indices.shape)}")
+            if (indices < 0).any():
+                raise ValueError(f"`{name}` must be >= 0 (source-time frame indices)")
+        if video_frame_indices is not None and (video_frame_indices.diff(dim=1) <= 0).any():
+            raise ValueError(
+                "`video_frame_indices` must be strictly increasing along each row: give `video_frames` in source-time "
+                f"order without repeats (merge orders like [slow] + [fast] are for `pixel_values_videos`); got {video_frame_indices.tolist()}"
+            )
+        if pixel_values_videos is not None and pixel_values_videos.shape[0] != batch_size:
+            raise ValueError(
+                f"`pixel_values_videos` must hold one video per sample ({batch_size}) when `video_frames` is given, "
+                f"got {pixel_values_videos.shape[0]}"
+            )
+
+    def hidden_states_frame_indices(
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        llm_frame_indices: torch.Tensor | None,
+    ) -> torch.LongTensor:
+        """
+        `[B, L]` source-time index of the frame each LLM position holds: `-1` for text; for video tokens whose frames
+        are not known (no `llm_frame_indices`), the largest index, so that nothing at or after them is ever read.
+        """
+        _, is_video = self.model.get_placeholder_mask(input_ids, inputs_embeds=inputs_embeds)
+        is_video = is_video[..., 0]
+        if llm_frame_indices is None:
+            return torch.where(is_video, torch.iinfo(torch.long).max, -1)
+        slot = (is_video.long().cumsum(dim=1) - 1).clamp(min=0) // self.config.video_tokens_per_frame
+        slot = slot.clamp(max=llm_frame_indices.shape[1] - 1)
+        times = llm_frame_indices.to(is_video.device).gather(1, slot)
+        return torch.where(is_video, times, -1)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        image_sizes: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        video_frames: torch.Tensor | None = None,
+        video_frame_indices: torch.LongTensor | None = None,
+        llm_frame_indices: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> LlavaNextARCausalLMOutputWithPast:
+        r"""
+        video_frames (`torch.FloatTensor` of shape `(batch_size, num_frames, channels, height, width)`, *optional*):
+            Frames for the next-frame objective, in source-time order, preprocessed like `pixel_values_videos`.
+            Frames `0..T-2` are the context, frames `1..T-1` the targets. Ignored when `autoregressive_config.enabled`
+            is `False`.
+        video_frame_indices (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
+            Strictly increasing source-time indices of `video_frames` (default `0..T-1`).
+        llm_frame_indices (`torch.LongTensor` of shape `(batch_size, num_llm_frames)`, *optional*):
+            Source-time indices of the frames in `pixel_values_videos`, in the order the LLM sees them (any order,
+            e.g. `[slow] + [fast]`). Default: the same frames as `video_frames`.
+
+        Other arguments are those of [`LlavaNextVideoForConditionalGeneration.forward`].
+        """
+        base_inputs = dict(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            image_sizes=image_sizes,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            vision_feature_layer=vision_feature_layer,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        module = getattr(self, "autoregressive_module", None)
+        if video_frames is None or module is None:
+            outputs = super().forward(**base_inputs, labels=labels, logits_to_keep=logits_to_keep, return_dict=True)
+            return LlavaNextARCausalLMOutputWithPast(**outputs, main_loss=outputs.loss)
+
+        batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        self._check_autoregressive_inputs(
+            video_frames, video_frame_indices, llm_frame_indices, batch_size, pixel_values_videos
+        )
+        llm_num_frames = None
+        if pixel_values_videos is not None:
+            llm_num_frames = pixel_values_videos.shape[1]
+        elif (kwargs.get("mm_encoder_outputs") or {}).get("video") is not None:
+            llm_num_frames = kwargs["mm_encoder_outputs"]["video"].pooler_output.shape[1] // self.config.video_tokens_per_frame
+        if llm_frame_indices is None and llm_num_frames is not None:
+            if llm_num_frames != video_frames.shape[1]:
+                raise ValueError(
+                    f"`pixel_values_videos` has {llm_num_frames} frames and `video_frames` {video_frames.shape[1]}: "
+                    "pass `llm_frame_indices` (and `video_frame_indices`) so they can be compared by source time"
+                )
+            llm_frame_indices = (
+                video_frame_indices
+                if video_frame_indices is not None
+                else torch.arange(video_frames.shape[1], device=video_frames.device).expand(batch_size, -1)
+            )
+
+        outputs = self.model(**base_inputs, return_dict=True)
+        hidden_states = outputs.last_hidden_state
+        logits = self.lm_head(slice_logits_to_keep(hidden_states, logits_to_keep))
+        main_loss = None
+        if labels is not None:
+            main_loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+
+        frame_indices = self.hidden_states_frame_indices(
+            input_ids, inputs_embeds if inputs_embeds is not None else hidden_states, llm_frame_indices
+        )
+        autoregressive = module(
+            video_frames,
+            hidden_states=hidden_states,
+            hidden_states_frame_indices=frame_indices,
+            attention_mask=attention_mask,
+            video_frame_indices=video_frame_indices,
+            vision_tower=self.model.vision_tower,
+        )
+        loss = autoregressive.loss if main_loss is None else main_loss + autoregressive.loss
+        return LlavaNextARCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=outputs.image_hidden_states,
+            video_hidden_states=outputs.video_hidden_states,
+            main_loss=main_loss,
+            autoregressive_loss=autoregressive.loss,
+            autoregressive_frame_losses=autoregressive.frame_losses,
+        )
+
+
+__all__ = [
+    "LlavaNextARForConditionalGeneration",
+    "LlavaNextARReconstructionModule",
+    "LlavaNextARPredictor",
+    "LlavaNextARCausalLMOutputWithPast",
+    "create_autoregressive_reconstruction_module",
+]

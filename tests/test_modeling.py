@@ -1,0 +1,247 @@
+"""The model behaves like any transformers model, and the objective does what DESIGN.md says."""
+
+import logging
+
+import pytest
+import torch
+from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+
+from helpers import IMAGE_SIZE, tiny_config, tiny_model, video_batch
+from llava_next_ar import (
+    LlavaNextARConfig,
+    LlavaNextARForConditionalGeneration,
+    create_autoregressive_reconstruction_module,
+)
+
+
+def base_twin(model):
+    """A plain LlavaNextVideoForConditionalGeneration with the same weights (teacher/predictor dropped)."""
+    config = LlavaNextVideoConfig(**{k: v for k, v in model.config.to_dict().items() if k != "autoregressive_config"})
+    config._attn_implementation = model.config._attn_implementation
+    base = LlavaNextVideoForConditionalGeneration(config).to(torch.float64).eval()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("autoregressive_module.")}
+    base.load_state_dict(state)
+    return base
+
+
+def grads(model):
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_output_has_all_losses_and_loss_is_their_sum():
+    model = tiny_model()
+    output = model(**video_batch())
+    assert output.autoregressive_frame_losses.shape == (2, 3)
+    assert torch.equal(output.loss, output.main_loss + output.autoregressive_loss)
+    weight = model.config.autoregressive_config["loss_weight"]
+    assert torch.equal(output.autoregressive_loss, weight * output.autoregressive_frame_losses.mean())
+    only_frames = model(**{**video_batch(), "labels": None})
+    assert only_frames.main_loss is None and torch.equal(only_frames.loss, only_frames.autoregressive_loss)
+    only_labels = model(**{**video_batch(), "video_frames": None})
+    assert only_labels.autoregressive_loss is None and torch.equal(only_labels.loss, only_labels.main_loss)
+
+
+@pytest.mark.parametrize("how", ["enabled_false", "no_video_frames"])
+def test_disabled_objective_equals_base_model(how):
+    """`enabled=False` (and a call without `video_frames`) gives the base model's outputs and gradients exactly."""
+    model = tiny_model()
+    if how == "enabled_false":
+        torch.manual_seed(0)
+        disabled = LlavaNextARForConditionalGeneration(tiny_config(enabled=False)).to(torch.float64).eval()
+        assert not hasattr(disabled, "autoregressive_module")
+        disabled.load_state_dict(base_twin(model).state_dict())
+        model = disabled
+    base = base_twin(model)
+    assert set(base.state_dict()) == {k for k in model.state_dict() if not k.startswith("autoregressive_module.")}
+    batch = video_batch()
+    if how == "no_video_frames":
+        batch["video_frames"] = None
+    ours, theirs = model(**batch), base(**{k: v for k, v in batch.items() if k != "video_frames"})
+    assert torch.equal(ours.logits, theirs.logits) and torch.equal(ours.loss, theirs.loss)
+    ours.loss.backward()
+    theirs.loss.backward()
+    ours_grads, theirs_grads = grads(model), grads(base)
+    assert ours_grads.keys() == theirs_grads.keys()
+    assert all(torch.equal(ours_grads[name], theirs_grads[name]) for name in theirs_grads)
+
+
+def test_main_loss_equals_base_loss_when_objective_runs():
+    model = tiny_model()
+    batch = video_batch()
+    ours = model(**batch)
+    theirs = base_twin(model)(**{k: v for k, v in batch.items() if k != "video_frames"})
+    assert torch.equal(ours.logits, theirs.logits) and torch.equal(ours.main_loss, theirs.loss)
+
+
+def test_auxiliary_loss_trains_llm_vision_tower_and_predictor_not_teacher():
+    model = tiny_model().train()
+    model(**video_batch()).autoregressive_loss.backward()
+    named = dict(model.named_parameters())
+    nonzero = {name for name, p in named.items() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any(n.startswith("model.language_model.layers.") for n in nonzero)
+    assert any(n.startswith("model.vision_tower.") for n in nonzero)
+    assert any(n.startswith("autoregressive_module.predictor.") for n in nonzero)
+    teacher = [n for n in named if n.startswith("autoregressive_module.teacher.")]
+    assert teacher and all(named[n].grad is None and not named[n].requires_grad for n in teacher)
+
+
+def test_teacher_is_a_frozen_registered_submodule_in_eval_mode():
+    model = tiny_model(dtype=torch.float32)
+    teacher = model.autoregressive_module.teacher
+    assert any(k.startswith("autoregressive_module.teacher.") for k in model.state_dict())
+    model.train()
+    assert model.training and not teacher.training and model.model.vision_tower.training
+    model.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in teacher.parameters())
+    tower, copy = model.model.vision_tower.state_dict(), teacher.state_dict()
+    assert all(torch.equal(tower[k], copy[k]) for k in tower)
+
+
+def test_save_pretrained_round_trip_is_exact(tmp_path):
+    model = tiny_model(num_hist=2)
+    with torch.no_grad():  # make the teacher differ from the tower, as after training
+        for p in model.model.vision_tower.parameters():
+            p.add_(0.01)
+    model.save_pretrained(tmp_path)
+    loaded = LlavaNextARForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.float64).eval()
+    assert loaded.config.autoregressive_config == model.config.autoregressive_config
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    batch = video_batch()
+    a, b = model(**batch), loaded(**batch)
+    assert torch.equal(a.loss, b.loss) and torch.equal(a.autoregressive_frame_losses, b.autoregressive_frame_losses)
+
+
+def test_plain_llava_next_video_checkpoint_gets_teacher_copied_from_tower(tmp_path, caplog):
+    model = tiny_model()
+    base = base_twin(model)
+    with torch.no_grad():
+        for p in base.model.vision_tower.parameters():
+            p.add_(0.5)  # differs from anything a fresh init would give
+    base.save_pretrained(tmp_path)
+    config = LlavaNextARConfig.from_dict(
+        {**LlavaNextVideoConfig.from_pretrained(tmp_path).to_dict(), "autoregressive_config": {"num_heads": 4}}
+    )
+    with caplog.at_level(logging.WARNING):
+        loaded = LlavaNextARForConditionalGeneration.from_pretrained(tmp_path, config=config, dtype=torch.float64)
+    tower, teacher = base.model.vision_tower.state_dict(), loaded.autoregressive_module.teacher.state_dict()
+    assert all(torch.equal(tower[k], teacher[k]) for k in tower)
+    assert "teacher" not in caplog.text
+    assert "predictor" in caplog.text  # the predictor is new, and reported as such
+
+
+def test_generate_is_unaffected_by_the_objective():
+    model = tiny_model()
+    batch = video_batch(batch_size=1)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values_videos")}
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    plain = model.generate(**inputs, **kwargs)
+    with_frames = model.generate(**inputs, video_frames=batch["video_frames"], **kwargs)
+    assert torch.equal(plain, with_frames)
+    assert torch.equal(plain, base_twin(model).generate(**inputs, **kwargs))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    batch = video_batch()
+    results = []
+    for checkpointing in (False, True):
+        model = tiny_model().train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert model.autoregressive_module.predictor.layers[0].gradient_checkpointing
+        model(**batch).loss.backward()
+        results.append(grads(model))
+    assert results[0].keys() == results[1].keys()
+    assert all(torch.allclose(results[0][k], results[1][k], rtol=0, atol=1e-12) for k in results[0])
+
+
+def test_sdpa_and_eager_attention_agree():
+    batch = video_batch()
+    outputs = {}
+    for implementation in ("sdpa", "eager"):
+        torch.manual_seed(0)
+        model = LlavaNextARForConditionalGeneration(tiny_config(attn_implementation=implementation))
+        outputs[implementation] = model.to(torch.float64).eval()(**batch).autoregressive_frame_losses
+    # Llama's eager attention takes its softmax in float32, so float64 runs agree to ~1e-9, not bitwise
+    torch.testing.assert_close(outputs["sdpa"], outputs["eager"], rtol=1e-7, atol=1e-9)
+
+
+def test_num_hist_limits_the_frames_a_prediction_reads():
+    """Teacher path only (fusion off): with num_hist=1, frame 0 cannot reach the prediction of frame 2."""
+    batch = video_batch(num_frames=4)
+    changed = {**batch, "video_frames": batch["video_frames"].clone()}
+    changed["video_frames"][:, 0] += 1.0
+    moved = {}
+    for num_hist in (1, 2, None):
+        model = tiny_model(num_hist=num_hist, fuse_llm_hidden_states=False)
+        with torch.no_grad():
+            a, b = model(**batch), model(**changed)
+        moved[num_hist] = not torch.equal(a.autoregressive_frame_losses[:, 1], b.autoregressive_frame_losses[:, 1])
+    assert moved == {1: False, 2: True, None: True}
+
+
+def test_token_causal_mode_hides_later_patches_of_the_same_frame():
+    model = tiny_model(use_frame_causal_mask=False, fuse_llm_hidden_states=False)
+    module = model.autoregressive_module
+    features = module.encode_frames(video_batch()["video_frames"]).requires_grad_(True)
+    predictions = module(video_batch()["video_frames"], teacher_features=features).predictions
+    grad = torch.autograd.grad(predictions[:, 1, 5].sum(), features)[0]  # frame 2, patch 5 (context frame 1)
+    per_patch = grad[:, 1].abs().sum(-1)
+    assert torch.all(per_patch[:, 6:] == 0) and torch.all(per_patch[:, :6] > 0)
+    frame_model = tiny_model(fuse_llm_hidden_states=False).autoregressive_module
+    frame_grad = torch.autograd.grad(frame_model(video_batch()["video_frames"], teacher_features=features).predictions[:, 1, 5].sum(), features)[0]
+    assert torch.all(frame_grad[:, 1].abs().sum(-1) > 0)  # frame mode: all patches of the context frame
+
+
+def test_shared_teacher_holds_no_copy_and_still_trains():
+    model = tiny_model(teacher="shared")
+    assert model.autoregressive_module.teacher is None
+    assert not any("teacher" in k for k in model.state_dict())
+    output = model(**video_batch())
+    output.loss.backward()
+    assert torch.isfinite(output.autoregressive_loss)
+    assert any(p.grad is not None for p in model.autoregressive_module.predictor.parameters())
+
+
+def test_seed_factory_and_compute_autoregressive_loss():
+    model = tiny_model()
+    module = create_autoregressive_reconstruction_module(
+        vision_tower=model.model.vision_tower,
+        hidden_size=32,
+        config={"embedding_dim": 24, "num_hist": 3, "loss_weight": 0.1, "num_heads": 4, "num_layers": 3},
+    )
+    tower, teacher = model.model.vision_tower.state_dict(), module.teacher.state_dict()
+    assert all(torch.equal(tower[k], teacher[k]) for k in tower)
+    hidden_states = torch.randn(2, 10, 32, dtype=torch.float64)
+    loss = module.compute_autoregressive_loss(hidden_states=hidden_states, video_frames=video_batch()["video_frames"])
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="embedding_dim"):
+        create_autoregressive_reconstruction_module(model.model.vision_tower, 32, {"embedding_dim": 1152})
+
+
+BAD_INPUTS = {
+    "rank": (lambda b: {"video_frames": b["video_frames"][0]}, "video_frames"),
+    "one_frame": (lambda b: {"video_frames": b["video_frames"][:, :1], "pixel_values_videos": None}, "num_frames>=2"),
+    "channels": (lambda b: {"video_frames": b["video_frames"][:, :, :1]}, "video_frames"),
+    "image_size": (lambda b: {"video_frames": b["video_frames"][..., :16, :16]}, "32, 32"),
+    "non_finite": (lambda b: {"video_frames": b["video_frames"].index_fill(1, torch.tensor([2]), float("nan"))}, "NaN"),
+    "batch": (lambda b: {"video_frames": b["video_frames"][:1]}, "batch_size=2"),
+    "integer_frames": (lambda b: {"video_frames": b["video_frames"].long()}, "floating-point"),
+    "indices_shape": (lambda b: {"video_frame_indices": torch.arange(4)}, "video_frame_indices"),
+    "indices_not_increasing": (lambda b: {"video_frame_indices": torch.tensor([[0, 2, 2, 3], [0, 1, 2, 3]])}, "strictly increasing"),
+    "indices_float": (lambda b: {"video_frame_indices": torch.zeros(2, 4)}, "integer"),
+    "llm_frames_disagree": (lambda b: {"pixel_values_videos": b["pixel_values_videos"][:, :3]}, "llm_frame_indices"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_a_clear_error(case):
+    model = tiny_model()
+    batch = video_batch()
+    change, message = BAD_INPUTS[case]
+    if case == "llm_frames_disagree":
+        batch["input_ids"] = batch["input_ids"][:, :-6]
+        batch["attention_mask"] = batch["attention_mask"][:, :-6]
+        batch["labels"] = batch["labels"][:, :-6]
+    with pytest.raises(ValueError, match=message):
+        model(**{**batch, **change(batch)})

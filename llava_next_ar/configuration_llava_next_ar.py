@@ -182,4 +182,6 @@ class LlavaNextARConfig(LlavaNextVideoConfig):
         return (side // self.spatial_pool_stride) ** 2
 
 
+LlavaNextARConfig.register_for_auto_class()
+
 __all__ = ["LlavaNextARConfig", "validate_autoregressive_config", "AUTOREGRESSIVE_CONFIG_DEFAULTS"]

@@ -468,6 +468,13 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         self.post_init()
         self.copy_vision_tower_to_teacher()
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save weights, config and, as remote code, this file and its relative imports (`auto_map` for `AutoConfig`,
+        `AutoModel` and `AutoModelForImageTextToText`), so `trust_remote_code=True` loads it without this package."""
+        auto_map = getattr(self.config, "auto_map", None) or {}
+        self.config.auto_map = {**auto_map, "AutoModel": f"{__name__.split('.')[-1]}.{type(self).__name__}"}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def copy_vision_tower_to_teacher(self, keys: set[str] | None = None) -> None:
         """Make the teacher an exact copy of the vision tower (all of it, or the given teacher state-dict keys)."""
         teacher = getattr(getattr(self, "autoregressive_module", None), "teacher", None)
@@ -663,6 +670,8 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             autoregressive_frame_losses=autoregressive.frame_losses,
         )
 
+
+LlavaNextARForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 
 __all__ = [
     "LlavaNextARForConditionalGeneration",

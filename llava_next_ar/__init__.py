@@ -21,6 +21,7 @@ from .modeling_llava_next_ar import (
     LlavaNextARReconstructionModule,
     create_autoregressive_reconstruction_module,
 )
+from .processing_llava_next_ar import LlavaNextARProcessor
 from .video_frame_utils import (
     FrameLevelMaskGenerator,
     VideoFrameSampler,

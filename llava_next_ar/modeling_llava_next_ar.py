@@ -46,6 +46,7 @@ from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_llava_next_ar import LlavaNextARConfig, validate_autoregressive_config
+from .model_card_llava_next_ar import write_model_card
 
 
 logger = logging.get_logger(__name__)
@@ -456,6 +457,11 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
 
     config_class = LlavaNextARConfig
     config: LlavaNextARConfig
+    # Trainer: divide the whole loss by the gradient-accumulation steps rather than pass `num_items_in_batch`, which
+    # would normalise only the language-modelling part and over-weight the auxiliary loss by GA x world size.
+    accepts_loss_kwargs = False
+    # Device maps and FSDP wrapping keep each predictor layer whole (the towers' and LLM's layers come from them).
+    _no_split_modules = ["LlavaNextARPredictorLayer"]
 
     def __init__(self, config: LlavaNextARConfig):
         LlavaNextVideoPreTrainedModel.__init__(self, config)
@@ -470,10 +476,17 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights, config and, as remote code, this file and its relative imports (`auto_map` for `AutoConfig`,
-        `AutoModel` and `AutoModelForImageTextToText`), so `trust_remote_code=True` loads it without this package."""
+        `AutoModel` and `AutoModelForImageTextToText`), so `trust_remote_code=True` loads it without this package.
+        Also writes a model card `README.md` generated from the config, unless the directory already has one."""
         auto_map = getattr(self.config, "auto_map", None) or {}
         self.config.auto_map = {**auto_map, "AutoModel": f"{__name__.split('.')[-1]}.{type(self).__name__}"}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # Keys as the modules name them (not reverted to the legacy LLaVA layout): `Trainer` resumes by
+        # `load_state_dict` without key conversion, which would silently skip the renamed LLM weights.
+        kwargs.setdefault("save_original_format", False)
+        output = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", args[0] if args else True):
+            write_model_card(save_directory, self.config)
+        return output
 
     def copy_vision_tower_to_teacher(self, keys: set[str] | None = None) -> None:
         """Make the teacher an exact copy of the vision tower (all of it, or the given teacher state-dict keys)."""

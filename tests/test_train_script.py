@@ -1,0 +1,109 @@
+"""`scripts/train.py` (the main job) and its data: manifests, lazy decoding, decode failures."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from video_data import (  # noqa: E402
+    VideoDecodeError,
+    builtin_clips_dir,
+    builtin_clips_manifest,
+    read_manifest,
+    video_text_dataset,
+)
+
+
+CLIP = str(builtin_clips_dir() / "carphone_pristine.mp4")
+
+
+def test_main_job_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
+    """README command 1, shortened: real clips, TensorBoard logs, mask + loss PNGs, a remote-code checkpoint that a
+    fresh process loads with `AutoModelForImageTextToText.from_pretrained(..., trust_remote_code=True)`."""
+    output_dir = tmp_path / "run"
+    command = [
+        sys.executable, str(ROOT / "scripts" / "train.py"), str(ROOT / "configs" / "tiny_builtin_clips.yaml"),
+        "--output_dir", str(output_dir), "--max_steps", "4", "--logging_steps", "2", "--save_steps", "4",
+        "--builtin_clips", "carphone_pristine", "--num_frames", "4", "--per_device_train_batch_size", "2",
+        "--disable_tqdm", "True",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    out = result.stdout
+    assert "loaded LlavaNextARForConditionalGeneration from transformers_modules." in out
+    assert "loaded LlavaNextARProcessor from transformers_modules." in out
+    assert "autoregressive_loss=" in out and "step    4: loss" in out
+    final = output_dir / "final"
+    for name in ("config.json", "model.safetensors", "modeling_llava_next_ar.py", "processing_llava_next_ar.py",
+                 "processor_config.json", "README.md"):
+        assert (final / name).exists(), name
+    assert (output_dir / "frame_mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output_dir / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = list(output_dir.rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for event in events:
+        accumulator = EventAccumulator(str(event))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/main_loss", "train/autoregressive_loss"} <= tags
+
+
+def test_manifest_formats_agree(tmp_path):
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"video": CLIP, "caption": "a man talks"}) + "\n")
+    (tmp_path / "rows.csv").write_text(f"video,answer,prompt\n{CLIP},a man talks,USER: <video> what? ASSISTANT:\n")
+    (tmp_path / "rows.json").write_text(json.dumps([{"video": CLIP, "conversations": [
+        {"from": "human", "value": "<video>\nwhat?"}, {"from": "gpt", "value": "a man talks"}]}]))
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    os.symlink(CLIP, folder / "carphone.mp4")
+    (folder / "carphone.txt").write_text("a man talks\n")
+    for source in ("rows.jsonl", "rows.csv", "rows.json", "clips"):
+        (row,) = read_manifest(tmp_path / source)
+        assert row["answer"] == "a man talks" and "<video>" in row["prompt"] and Path(row["video"]).exists()
+
+
+def test_dataset_decodes_lazily_and_reports_failures_by_path(tmp_path, caplog):
+    rows = builtin_clips_manifest(["carphone_pristine"], num_frames=4, window_stride=50)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    rows.append({**rows[0], "video": str(broken)})
+    dataset = video_text_dataset(rows, decode_size=32, on_decode_error="skip")
+    first = dataset[0]
+    assert first["video"].shape == (4, 32, 32, 3)
+    assert dataset[len(rows) - 1]["video"] is None
+    assert str(broken) in caplog.text
+    strict = video_text_dataset(rows, decode_size=32, on_decode_error="raise")
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        strict[len(rows) - 1]
+
+
+def test_collator_masks_the_prompt_and_padding_in_labels():
+    import torch
+    from test_processing import make_processor
+
+    from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator
+
+    processor = make_processor()
+    clip = torch.randint(0, 255, (4, 40, 40, 3), dtype=torch.uint8)
+    examples = [
+        {"video": clip, "prompt": "user : <video> what happens ? assistant :", "answer": "a man is talking"},
+        {"video": clip, "prompt": "user : <video> describe the video assistant :", "answer": "a car"},
+        {"video": None, "prompt": "user : <video> what ? assistant :", "answer": "dropped: failed to decode"},
+    ]
+    batch = LlavaNextARDataCollator(processor)(examples)
+    assert batch["input_ids"].shape[0] == 2 and batch["video_frames"].shape[:2] == (2, 4)
+    tokenizer = processor.tokenizer
+    for row, answer in enumerate(["a man is talking", "a car"]):
+        learned = batch["labels"][row][batch["labels"][row] != -100]
+        assert learned.tolist() == tokenizer(answer, add_special_tokens=False)["input_ids"]
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()

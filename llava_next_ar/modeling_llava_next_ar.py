@@ -317,16 +317,46 @@ class LlavaNextARReconstructionModule(nn.Module):
             raise ValueError("teacher='shared' needs the live `vision_tower` passed to the module")
         batch, frames = video_frames.shape[:2]
         pixels = video_frames.flatten(0, 1).to(next(tower.parameters()).dtype)
-        hidden_states = tower(pixels, output_hidden_states=True, return_dict=True).hidden_states
+        outputs = tower(pixels, output_hidden_states=self.vision_feature_layer, return_dict=True)
+        return self.select_features(outputs.hidden_states).unflatten(0, (batch, frames))
+
+    def select_features(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The tower's hidden states -> the features the projector reads (`vision_feature_layer`, CLS dropped for the
+        "default" strategy), `[N, P, D]`: the teacher's targets."""
         layers = self.vision_feature_layer
         features = (
             hidden_states[layers]
             if isinstance(layers, int)
             else torch.cat([hidden_states[layer] for layer in layers], dim=-1)
         )
-        if self.vision_feature_select_strategy == "default":
-            features = features[:, 1:]  # drop CLS
-        return features.unflatten(0, (batch, frames))
+        return features[:, 1:] if self.vision_feature_select_strategy == "default" else features
+
+    def teacher_is(self, vision_tower: nn.Module) -> bool:
+        """
+        Whether `vision_tower` computes exactly the teacher's features, so the LLM's vision forward can be reused as
+        the teacher's: it is the teacher (`teacher="shared"`), or it is frozen and has the teacher's weights (checked
+        once per change of the parameters' versions, so a frozen tower costs no comparison per step); in both cases
+        without active dropout.
+        """
+        config = getattr(vision_tower, "config", None)
+        dropout = any(isinstance(m, nn.Dropout) and m.p > 0 for m in vision_tower.modules()) or any(
+            isinstance(value, float) and value > 0 for key, value in vars(config or {}).items() if "dropout" in key
+        )
+        if vision_tower.training and dropout:
+            return False
+        if self.teacher is None:
+            return True
+        tower_parameters = list(vision_tower.parameters())
+        if any(p.requires_grad for p in tower_parameters):
+            return False
+        teacher_parameters = list(self.teacher.parameters())
+        key = tuple((id(p), p._version) for p in tower_parameters + teacher_parameters)
+        if getattr(self, "_teacher_is_key", None) != key:
+            self._teacher_is_key = key
+            self._teacher_is_tower = len(tower_parameters) == len(teacher_parameters) and all(
+                a.shape == b.shape and torch.equal(a, b) for a, b in zip(tower_parameters, teacher_parameters)
+            )
+        return self._teacher_is_tower
 
     def memory_slots(
         self,
@@ -632,6 +662,8 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         self._check_autoregressive_inputs(
             video_frames, video_frame_indices, llm_frame_indices, batch_size, pixel_values_videos
         )
+        if video_frame_indices is None:
+            video_frame_indices = torch.arange(video_frames.shape[1], device=video_frames.device).expand(batch_size, -1)
         llm_num_frames = None
         if pixel_values_videos is not None:
             llm_num_frames = pixel_values_videos.shape[1]
@@ -643,11 +675,24 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                     f"`pixel_values_videos` has {llm_num_frames} frames and `video_frames` {video_frames.shape[1]}: "
                     "pass `llm_frame_indices` (and `video_frame_indices`) so they can be compared by source time"
                 )
-            llm_frame_indices = (
-                video_frame_indices
-                if video_frame_indices is not None
-                else torch.arange(video_frames.shape[1], device=video_frames.device).expand(batch_size, -1)
-            )
+            llm_frame_indices = video_frame_indices
+
+        # The LLM's vision forward doubles as the teacher's when both see the same frames through the same weights.
+        teacher_features = None
+        if (
+            pixel_values_videos is not None
+            and kwargs.get("mm_encoder_outputs") is None
+            and vision_feature_layer in (None, self.config.vision_feature_layer)
+            and vision_feature_select_strategy in (None, self.config.vision_feature_select_strategy)
+            and (llm_frame_indices is video_frame_indices or torch.equal(llm_frame_indices, video_frame_indices))
+            and pixel_values_videos.shape == video_frames.shape
+            and module.teacher_is(self.model.vision_tower)
+            and torch.equal(pixel_values_videos, video_frames)
+        ):
+            video_outputs = self.model.get_video_features(pixel_values_videos, return_dict=True)
+            teacher_features = module.select_features(video_outputs.hidden_states).detach()
+            teacher_features = teacher_features.unflatten(0, video_frames.shape[:2])
+            base_inputs.update(pixel_values_videos=None, mm_encoder_outputs={"video": video_outputs})
 
         outputs = self.model(**base_inputs, return_dict=True)
         hidden_states = outputs.last_hidden_state
@@ -668,6 +713,7 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             attention_mask=attention_mask,
             video_frame_indices=video_frame_indices,
             vision_tower=self.model.vision_tower,
+            teacher_features=teacher_features,
         )
         loss = autoregressive.loss if main_loss is None else main_loss + autoregressive.loss
         return LlavaNextARCausalLMOutputWithPast(

@@ -10,6 +10,8 @@ MODES = {
     "frame_causal_full_history": {"num_hist": None},
     "frame_causal_num_hist_2": {"num_hist": 2},
     "token_causal": {"num_hist": None, "use_frame_causal_mask": False},
+    "teacher_reused_from_frozen_tower": {"num_hist": None},
+    "teacher_shared": {"num_hist": None, "teacher": "shared"},
 }
 
 
@@ -43,6 +45,8 @@ def test_influence_matrix_perturbing_each_frame(mode):
     """For every k: targets <= k keep bit-identical predictions, targets < k bit-identical losses; target k+1 moves."""
     num_frames = 5
     model = tiny_model(**MODES[mode])
+    if mode == "teacher_reused_from_frozen_tower":
+        model.model.vision_tower.requires_grad_(False)  # the LLM's vision forward stands in for the teacher
     batch = video_batch(num_frames=num_frames, text_before=3, text_after=3)
     reference, reference_output = run(model, batch)
     for k in range(num_frames):

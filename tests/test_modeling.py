@@ -245,3 +245,50 @@ def test_bad_input_raises_a_clear_error(case):
         batch["labels"] = batch["labels"][:, :-6]
     with pytest.raises(ValueError, match=message):
         model(**{**batch, **change(batch)})
+
+
+def test_frozen_tower_forward_is_reused_as_the_teacher_exactly():
+    """Issue 6: frozen tower + video_frames == pixel_values_videos: the teacher does not run, numbers are unchanged."""
+    batch = video_batch()
+    results = {}
+    for reuse in (True, False):
+        model = tiny_model().train()
+        model.model.vision_tower.requires_grad_(False)
+        calls = []
+        model.autoregressive_module.teacher.register_forward_hook(lambda *args: calls.append(1))
+        if not reuse:
+            model.autoregressive_module.teacher_is = lambda tower: False
+        output = model(**batch)
+        output.loss.backward()
+        results[reuse] = (output, grads(model), len(calls))
+    (reused, reused_grads, reused_calls), (recomputed, recomputed_grads, recomputed_calls) = results[True], results[False]
+    assert (reused_calls, recomputed_calls) == (0, 1)
+    assert torch.equal(reused.loss, recomputed.loss) and torch.equal(reused.logits, recomputed.logits)
+    assert torch.equal(reused.autoregressive_frame_losses, recomputed.autoregressive_frame_losses)
+    assert reused_grads.keys() == recomputed_grads.keys()
+    assert all(torch.equal(reused_grads[k], recomputed_grads[k]) for k in reused_grads)
+
+
+@pytest.mark.parametrize("case", ["trainable_tower", "tower_differs", "other_frames"])
+def test_teacher_runs_when_the_tower_cannot_stand_in_for_it(case):
+    model = tiny_model()
+    batch = video_batch()
+    if case != "trainable_tower":
+        model.model.vision_tower.requires_grad_(False)
+    if case == "tower_differs":
+        with torch.no_grad():
+            next(model.model.vision_tower.parameters()).add_(0.1)
+    if case == "other_frames":
+        batch["pixel_values_videos"] = batch["pixel_values_videos"] + 1.0
+    calls = []
+    model.autoregressive_module.teacher.register_forward_hook(lambda *args: calls.append(1))
+    model(**batch)
+    assert calls == [1]
+
+
+def test_shared_teacher_reuses_the_llm_vision_forward():
+    model = tiny_model(teacher="shared")
+    calls = []
+    model.model.vision_tower.register_forward_hook(lambda *args: calls.append(1))
+    output = model(**video_batch())
+    assert calls == [1] and torch.isfinite(output.autoregressive_loss)

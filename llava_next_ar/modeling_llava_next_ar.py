@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from transformers import AutoModel
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
@@ -731,6 +732,13 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
 
 
 LlavaNextARForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+# Plain LLaVA-NeXT-Video checkpoints use the legacy key layout (`language_model.lm_head.weight`, ...): load them with
+# the base model's key renamings (registered by class name, which wins over `model_type`).
+register_checkpoint_conversion_mapping(
+    LlavaNextARForConditionalGeneration.__name__,
+    get_checkpoint_conversion_mapping("llava_next_video"),
+    overwrite=True,
+)
 
 __all__ = [
     "LlavaNextARForConditionalGeneration",

@@ -29,7 +29,6 @@ import re
 import shutil
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -210,32 +209,6 @@ def build_config(source_dir: Path, overrides: dict):
         raise ConversionError(f"invalid autoregressive_config: {error}")
 
 
-@contextmanager
-def legacy_key_mapping():
-    """
-    While loading, read LLaVA-NeXT-Video weights saved in the legacy layout (`language_model.lm_head.weight`,
-    `vision_tower.*`, ...: every llava-hf checkpoint, and what `save_pretrained` writes by default) as transformers
-    does for `llava_next_video`; without it `lm_head` silently stays random. Registered only for the load and removed
-    after it (the output is saved with `save_original_format=False`, so loading it needs no mapping); a mapping the
-    model code registers itself is used as is.
-    """
-    from transformers import conversion_mapping
-
-    from llava_next_ar import LlavaNextARForConditionalGeneration
-
-    name = LlavaNextARForConditionalGeneration.__name__  # a class name takes priority over any model_type
-    if conversion_mapping.get_checkpoint_conversion_mapping(name) is not None:
-        yield
-        return
-    mapping = conversion_mapping.get_checkpoint_conversion_mapping("llava_next_video")
-    conversion_mapping.register_checkpoint_conversion_mapping(name, mapping)
-    try:
-        yield
-    finally:  # no public unregister: undo what register_checkpoint_conversion_mapping did
-        conversion_mapping._checkpoint_conversion_mapping_cache.pop(name, None)
-        conversion_mapping.USER_REGISTERED_MAPPINGS.discard(name)
-
-
 def load_model(source_dir: Path, config, dtype: str):
     """Load the source weights into `LlavaNextARForConditionalGeneration`; check what the checkpoint lacked."""
     import torch
@@ -243,13 +216,12 @@ def load_model(source_dir: Path, config, dtype: str):
     from llava_next_ar import LlavaNextARForConditionalGeneration
 
     try:
-        with legacy_key_mapping():
-            model, info = LlavaNextARForConditionalGeneration.from_pretrained(
-                source_dir,
-                config=config,
-                dtype=dtype if dtype == "auto" else getattr(torch, dtype),
-                output_loading_info=True,
-            )
+        model, info = LlavaNextARForConditionalGeneration.from_pretrained(
+            source_dir,
+            config=config,
+            dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+            output_loading_info=True,
+        )
     except OSError as error:  # no weights, unreadable files
         raise ConversionError(f"cannot load the source weights from {source_dir}: {error}")
     missing = sorted(info.get("missing_keys", []))
@@ -295,9 +267,20 @@ def convert_processor(source_dir: Path, output_dir: Path, config, copy: bool) ->
     from transformers.processing_utils import ProcessorMixin
 
     try:
-        loaded = AutoProcessor.from_pretrained(source_dir)
-    except Exception:
-        loaded = AutoTokenizer.from_pretrained(source_dir)
+        processor_config = source_dir / "processor_config.json"
+        auto_map = json.loads(processor_config.read_text()).get("auto_map", {}) if processor_config.is_file() else {}
+        if str(auto_map.get("AutoProcessor", "")).endswith(LlavaNextARProcessor.__name__):  # a LLaVA-NeXT-AR source
+            loaded = LlavaNextARProcessor.from_pretrained(source_dir, trust_remote_code=False)  # ours: no prompt
+        else:
+            try:
+                loaded = AutoProcessor.from_pretrained(source_dir)
+            except Exception:  # no processor config, or parts that do not load: the tokenizer alone
+                loaded = AutoTokenizer.from_pretrained(source_dir)
+    except Exception as error:
+        raise ConversionError(
+            f"cannot load the source's processor or tokenizer ({type(error).__name__}: {error}); "
+            "pass --copy-processor to copy its files unchanged"
+        )
     if isinstance(loaded, ProcessorMixin):
         if getattr(loaded, "tokenizer", None) is None:
             raise ConversionError(f"the source processor {type(loaded).__name__} has no tokenizer")

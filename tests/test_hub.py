@@ -292,7 +292,7 @@ def test_remote_code_import_check_catches_violations(tmp_path):
 
 
 STRANGER = r"""
-import importlib.util, json, sys
+import importlib.util, json, re, sys
 
 params = json.loads(open(sys.argv[1]).read())
 sys.path.extend(params["site_dirs"])  # python -I -S: no site hooks (no editable-install .pth), no PYTHONPATH, no cwd
@@ -348,6 +348,13 @@ for label, location in params["checkpoints"].items():
         entry["processor_outputs_equal"] = same(processed, reference["processed"])
         on_processed = outputs(model, {**processed, "labels": processed["input_ids"]})
         entry["outputs_on_processed_equal"] = same(on_processed, reference["saved_on_processed"])
+        card = open(model.name_or_path + "/README.md").read() if label == "folder" else None
+        if card:  # the model card's "Use" example, as a stranger would paste it
+            code = re.search(r"## Use\n\n```python\n(.*?)```", card, re.S).group(1)
+            namespace = {"clip": reference["processor_call"]["videos"]}
+            exec(code.replace(params["placeholder"], location), namespace)
+            out = namespace["out"]
+            entry["card_example_losses"] = [float(out.loss), float(out.main_loss), float(out.autoregressive_loss)]
     report[label] = entry
 
 report["llava_next_ar_modules"] = sorted(name for name in sys.modules if name.split(".")[0] == "llava_next_ar")
@@ -373,6 +380,7 @@ def test_fresh_process_without_the_package_loads_checkpoints_from_folder_and_hub
         "site_dirs": dependency_site_dirs(),
         "reference": str(checkpoints["root"] / "reference.pt"),
         "fields": list(OUTPUT_FIELDS),
+        "placeholder": REPO_ID_PLACEHOLDER,
         "checkpoints": {
             "folder": str(checkpoints["saved"]),
             "hub_cache": REPO_ID,
@@ -408,6 +416,8 @@ def test_fresh_process_without_the_package_loads_checkpoints_from_folder_and_hub
         assert entry["outputs_equal"], label
     for label in ("folder", "hub_cache"):
         assert report[label]["processor_outputs_equal"] and report[label]["outputs_on_processed_equal"], label
+    loss, main_loss, autoregressive_loss = report["folder"]["card_example_losses"]
+    assert autoregressive_loss > 0 and loss == pytest.approx(main_loss + autoregressive_loss)
     converted = report["converted"]
     assert converted["source_weights_equal"] and converted["teacher_equals_source_tower"]
     assert converted["predictor_tensors"] > 0 and converted["autoregressive_loss"] > 0
@@ -452,6 +462,20 @@ def test_convert_from_a_repo_id_in_the_hub_cache_offline(checkpoints, tmp_path, 
     )
 
 
+def test_convert_an_llava_next_ar_checkpoint_keeps_its_weights_and_updates_the_processor(checkpoints, tmp_path):
+    output = tmp_path / "out"
+    argv = ["--set", "use_fast_slow_frames=true", "--set", "num_fast=2", "--set", "num_slow=2"]
+    assert convert_script.main([str(checkpoints["saved"]), str(output), *argv]) == 0
+    model = LlavaNextARForConditionalGeneration.from_pretrained(output)
+    original = checkpoints["model"].state_dict()
+    state = model.state_dict()
+    assert state.keys() == original.keys() and all(torch.equal(state[key], original[key]) for key in original)
+    assert model.config.autoregressive_config["num_hist"] == 2  # the source's settings stay
+    processor = LlavaNextARProcessor.from_pretrained(output, trust_remote_code=False)
+    processor.check_compatible(model.config)
+    assert processor.use_fast_slow_frames and processor.num_fast == 2
+
+
 def test_scripts_document_their_flags():
     for name, flags in {
         "convert_llava_next_video": ("--autoregressive-config", "--set", "--dtype", "--base-model", "--overwrite"),
@@ -469,7 +493,7 @@ def test_convert_writes_processor_and_card_with_base_model(checkpoints):
     assert metadata["license"] == "mit"  # the source card's
     assert metadata["pipeline_tag"] == PIPELINE_TAG
     assert "only the predictor is newly initialised" in (converted / "README.md").read_text()
-    processor = LlavaNextARProcessor.from_pretrained(converted)
+    processor = LlavaNextARProcessor.from_pretrained(converted, trust_remote_code=False)
     processor.check_compatible(checkpoints["converted_model"].config)
     assert not [path.name for path in converted.parent.iterdir() if path.name.startswith(".converted.")]
 

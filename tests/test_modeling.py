@@ -112,13 +112,26 @@ def test_save_pretrained_round_trip_is_exact(tmp_path):
     assert torch.equal(a.loss, b.loss) and torch.equal(a.autoregressive_frame_losses, b.autoregressive_frame_losses)
 
 
-def test_plain_llava_next_video_checkpoint_gets_teacher_copied_from_tower(tmp_path, caplog):
+@pytest.mark.parametrize("layout", ["current", "legacy"])
+def test_plain_llava_next_video_checkpoint_gets_teacher_copied_from_tower(tmp_path, caplog, layout):
     model = tiny_model()
     base = base_twin(model)
     with torch.no_grad():
         for p in base.model.vision_tower.parameters():
             p.add_(0.5)  # differs from anything a fresh init would give
     base.save_pretrained(tmp_path)
+    if layout == "legacy":  # the key layout of the llava-hf checkpoints on the Hub
+        from safetensors.torch import save_file
+
+        def legacy(key):
+            if key == "lm_head.weight":
+                return "language_model.lm_head.weight"
+            if key.startswith("model.language_model."):
+                return "language_model.model." + key[len("model.language_model."):]
+            return key[len("model."):]
+
+        save_file({legacy(k): v.contiguous() for k, v in base.state_dict().items()}, tmp_path / "model.safetensors",
+                  metadata={"format": "pt"})
     config = LlavaNextARConfig.from_dict(
         {**LlavaNextVideoConfig.from_pretrained(tmp_path).to_dict(), "autoregressive_config": {"num_heads": 4}}
     )
@@ -126,6 +139,8 @@ def test_plain_llava_next_video_checkpoint_gets_teacher_copied_from_tower(tmp_pa
         loaded = LlavaNextARForConditionalGeneration.from_pretrained(tmp_path, config=config, dtype=torch.float64)
     tower, teacher = base.model.vision_tower.state_dict(), loaded.autoregressive_module.teacher.state_dict()
     assert all(torch.equal(tower[k], teacher[k]) for k in tower)
+    base_state, loaded_state = base.state_dict(), loaded.state_dict()
+    assert all(torch.equal(base_state[k], loaded_state[k]) for k in base_state)  # legacy key layout: lm_head too
     assert "teacher" not in caplog.text
     assert "predictor" in caplog.text  # the predictor is new, and reported as such
 

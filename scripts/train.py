@@ -42,6 +42,7 @@ from llava_next_ar import (  # noqa: E402
     FrameLevelMaskGenerator,
     LlavaNextARConfig,
     LlavaNextARForConditionalGeneration,
+    validate_autoregressive_config,
 )
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor  # noqa: E402
 from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator, add_loss_components_logging  # noqa: E402
@@ -235,10 +236,13 @@ def main(argv: list[str] | None = None) -> Trainer:
         model, processor = build_tiny_model_and_processor(model_args, words, autoregressive_config)
     else:
         config = LlavaNextARConfig.from_pretrained(model_args.model_name_or_path)
-        config.autoregressive_config = {**config.autoregressive_config, **autoregressive_config}
-        config.__post_init__()
+        config.autoregressive_config = validate_autoregressive_config(
+            {**config.autoregressive_config, **autoregressive_config},
+            vision_feature_width=config.autoregressive_config["embedding_dim"],
+            hidden_size=config.text_config.hidden_size,
+        )
         model = LlavaNextARForConditionalGeneration.from_pretrained(model_args.model_name_or_path, config=config)
-        processor = LlavaNextARProcessor.from_pretrained(model_args.model_name_or_path)
+        processor = LlavaNextARProcessor.from_pretrained(model_args.model_name_or_path, trust_remote_code=False)
     processor.check_compatible(model.config)
     if model_args.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)

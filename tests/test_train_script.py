@@ -57,6 +57,19 @@ def test_main_job_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
         tags |= set(accumulator.Tags()["scalars"])
     assert {"train/loss", "train/main_loss", "train/autoregressive_loss"} <= tags
 
+    # continue fine-tuning the saved checkpoint, with an autoregressive_config override
+    command = [
+        sys.executable, str(ROOT / "scripts" / "train.py"), "--model_name_or_path", str(final),
+        "--output_dir", str(tmp_path / "again"), "--max_steps", "1", "--logging_steps", "1", "--use_cpu", "True",
+        "--builtin_clips", "carphone_pristine", "--num_frames", "4", "--per_device_train_batch_size", "2",
+        "--report_to", "none", "--save_strategy", "no", "--plots", "False", "--disable_tqdm", "True",
+        "--autoregressive_config", '{"loss_weight": 0.5}',
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    saved = json.loads((tmp_path / "again" / "final" / "config.json").read_text())
+    assert saved["autoregressive_config"]["loss_weight"] == 0.5
+
 
 def test_manifest_formats_agree(tmp_path):
     (tmp_path / "rows.jsonl").write_text(json.dumps({"video": CLIP, "caption": "a man talks"}) + "\n")

@@ -26,6 +26,7 @@ AUTOREGRESSIVE_CONFIG_DEFAULTS: dict[str, Any] = {
     "loss_weight": 0.1,
     "num_heads": 8,
     "num_layers": 3,
+    "predictor_hidden_size": None,
     "mlp_ratio": 4.0,
     "use_frame_causal_mask": True,
     "fuse_llm_hidden_states": True,
@@ -65,7 +66,8 @@ def validate_autoregressive_config(
         autoregressive_config (`dict`, *optional*): user values; missing keys take `AUTOREGRESSIVE_CONFIG_DEFAULTS`.
         vision_feature_width (`int`, *optional*): width `D` of the teacher features. `embedding_dim=None` becomes
             this value; any other value must equal it.
-        hidden_size (`int`, *optional*): predictor width (the LLM width); must be divisible by `num_heads`.
+        hidden_size (`int`, *optional*): the LLM width: `predictor_hidden_size=None` becomes this value. The predictor
+            width must be divisible by `num_heads`.
 
     Returns:
         A new dict with every key of `AUTOREGRESSIVE_CONFIG_DEFAULTS`.
@@ -117,8 +119,13 @@ def validate_autoregressive_config(
             config["embedding_dim"] = vision_feature_width
         elif embedding_dim != vision_feature_width:
             _fail("embedding_dim", f"the teacher's feature width {vision_feature_width} (or None)", embedding_dim)
-    if hidden_size is not None and hidden_size % config["num_heads"] != 0:
-        _fail("num_heads", f"a divisor of the predictor width (LLM hidden_size={hidden_size})", config["num_heads"])
+    width = config["predictor_hidden_size"]
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+        _fail("predictor_hidden_size", "an int >= 1 or None (= the LLM width)", width)
+    if width is None and hidden_size is not None:
+        config["predictor_hidden_size"] = width = hidden_size
+    if width is not None and width % config["num_heads"] != 0:
+        _fail("num_heads", f"a divisor of the predictor width (predictor_hidden_size={width})", config["num_heads"])
     return config
 
 
@@ -136,7 +143,8 @@ class LlavaNextARConfig(LlavaNextVideoConfig):
         | `embedding_dim` | `None` | teacher feature width `D`; `None` = the vision tower's (1152 for SigLIP-so400m). |
         | `num_hist` | `3` | sampled frames of history a prediction may look at (the context frame and the `num_hist - 1` before it), for the teacher features and for the LLM states (`num_hist` frames' worth of tokens); `None` = all earlier frames. |
         | `loss_weight` | `0.1` | weight of the auxiliary loss in `loss`; the seed advises 0.01-0.2. |
-        | `num_heads` / `num_layers` | `8` / `3` | predictor size; the predictor works at the LLM width. |
+        | `num_heads` / `num_layers` | `8` / `3` | predictor size. |
+        | `predictor_hidden_size` | `None` | predictor width; `None` = the LLM width (the seed's design: visual features are projected to the LLM space). A smaller width (e.g. the teacher's, `embedding_dim`) cuts the objective's cost roughly by the square of the ratio; the LLM states are then projected down inside the cross-attention. |
         | `mlp_ratio` | `4.0` | predictor MLP width / LLM width. |
         | `use_frame_causal_mask` | `True` | frame-level causal attention; `False` = token-level causal (the seed's ablation baseline). |
         | `fuse_llm_hidden_states` | `True` | cross-attend to the LLM's hidden states (only those that saw no frame at or after the target). |

@@ -143,17 +143,18 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
 class LlavaNextARAttention(nn.Module):
     """Multi-head attention of the predictor (self- or cross-), dispatched through `ALL_ATTENTION_FUNCTIONS`."""
 
-    def __init__(self, config: LlavaNextARConfig):
+    def __init__(self, config: LlavaNextARConfig, key_value_width: int | None = None):
         super().__init__()
         self.config = config
-        self.hidden_size = config.text_config.hidden_size
+        self.hidden_size = config.autoregressive_config["predictor_hidden_size"]
         self.num_heads = config.autoregressive_config["num_heads"]
         self.head_dim = self.hidden_size // self.num_heads
         self.scaling = self.head_dim**-0.5
         self.is_causal = False
+        key_value_width = key_value_width or self.hidden_size  # cross-attention reads the LLM width
         self.q_proj = nn.Linear(self.hidden_size, self.hidden_size)
-        self.k_proj = nn.Linear(self.hidden_size, self.hidden_size)
-        self.v_proj = nn.Linear(self.hidden_size, self.hidden_size)
+        self.k_proj = nn.Linear(key_value_width, self.hidden_size)
+        self.v_proj = nn.Linear(key_value_width, self.hidden_size)
         self.o_proj = nn.Linear(self.hidden_size, self.hidden_size)
 
     def forward(
@@ -187,13 +188,13 @@ class LlavaNextARPredictorLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: LlavaNextARConfig):
         super().__init__()
-        width = config.text_config.hidden_size
+        width = config.autoregressive_config["predictor_hidden_size"]
         self.self_attn_norm = nn.LayerNorm(width)
         self.self_attn = LlavaNextARAttention(config)
         self.fuse_llm_hidden_states = config.autoregressive_config["fuse_llm_hidden_states"]
         if self.fuse_llm_hidden_states:
             self.cross_attn_norm = nn.LayerNorm(width)
-            self.cross_attn = LlavaNextARAttention(config)
+            self.cross_attn = LlavaNextARAttention(config, key_value_width=config.text_config.hidden_size)
         inner = int(width * config.autoregressive_config["mlp_ratio"])
         self.mlp_norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, inner), nn.GELU(), nn.Linear(inner, width))
@@ -232,19 +233,19 @@ class LlavaNextARPredictorLayer(GradientCheckpointingLayer):
 
 class LlavaNextARPredictor(nn.Module):
     """
-    Parallel next-frame predictor (seed: `ParallelAutoregressivePredictor`): project teacher features to the LLM
-    width, add source-time embeddings of the context and target frames, run the layers, project back to `D`.
+    Parallel next-frame predictor (seed: `ParallelAutoregressivePredictor`): project teacher features to the
+    predictor width (`predictor_hidden_size`, by default the LLM width), add source-time embeddings of the context and target frames, run the layers, project back to `D`.
     """
 
     def __init__(self, config: LlavaNextARConfig):
         super().__init__()
         ar = config.autoregressive_config
-        width = config.text_config.hidden_size
+        width = ar["predictor_hidden_size"]
         self.num_hist = ar["num_hist"]
         self.token_causal = not ar["use_frame_causal_mask"]
         self.embed = nn.Linear(ar["embedding_dim"], width)
         self.time_proj = nn.Linear(2 * width, width)
-        self.memory_null = nn.Parameter(torch.zeros(width))
+        self.memory_null = nn.Parameter(torch.zeros(config.text_config.hidden_size))  # an LLM-width memory slot
         self.layers = nn.ModuleList([LlavaNextARPredictorLayer(config) for _ in range(ar["num_layers"])])
         self.norm = nn.LayerNorm(width)
         self.proj_out = nn.Linear(width, ar["embedding_dim"])
@@ -455,7 +456,8 @@ def create_autoregressive_reconstruction_module(
 
     Args:
         vision_tower: a transformers vision model (e.g. `CLIPVisionModel`, `SiglipVisionModel`).
-        hidden_size: width of the LLM hidden states that will be fused (the predictor's width).
+        hidden_size: width of the LLM hidden states that will be fused (the predictor's width unless
+            `predictor_hidden_size` is given).
         config: `autoregressive_config` keys, plus optionally `vision_feature_layer` (default -2),
             `vision_feature_select_strategy` (default "default" = drop CLS; use "full" for SigLIP) and
             `memory_window` (LLM positions read per prediction; default all allowed).

@@ -32,6 +32,7 @@ BAD = [
     ("short_clip", "pad", "shrink"),
     ("embedding_dim", 1152, "feature width 24"),
     ("mlp_ratio", 0, "> 0"),
+    ("predictor_hidden_size", 0, "int >= 1"),
 ]
 
 

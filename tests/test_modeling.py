@@ -307,3 +307,20 @@ def test_shared_teacher_reuses_the_llm_vision_forward():
     model.model.vision_tower.register_forward_hook(lambda *args: calls.append(1))
     output = model(**video_batch())
     assert calls == [1] and torch.isfinite(output.autoregressive_loss)
+
+
+def test_predictor_hidden_size_sets_the_predictor_width_and_keeps_causality():
+    model = tiny_model(predictor_hidden_size=8, num_heads=2)
+    predictor = model.autoregressive_module.predictor
+    assert predictor.embed.out_features == 8 and predictor.layers[0].cross_attn.k_proj.in_features == 32
+    default = tiny_model().autoregressive_module.predictor
+    assert default.embed.out_features == 32  # None = the LLM width (the seed's design)
+    assert sum(p.numel() for p in predictor.parameters()) < sum(p.numel() for p in default.parameters()) / 4
+    batch = video_batch()
+    changed = {**batch, "video_frames": batch["video_frames"].clone(), "pixel_values_videos": batch["pixel_values_videos"].clone()}
+    changed["video_frames"][:, 2] += 1.0
+    changed["pixel_values_videos"][:, 2] += 1.0
+    with torch.no_grad():
+        a, b = model(**batch), model(**changed)
+    assert torch.equal(a.autoregressive_frame_losses[:, :1], b.autoregressive_frame_losses[:, :1])
+    assert not torch.equal(a.autoregressive_frame_losses[:, 2], b.autoregressive_frame_losses[:, 2])

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> Trainer:
         for entry in logged:
             print(
                 f"step {entry['step']:>4}: loss {entry['loss']:.4f}  main_loss {entry['main_loss']:.4f}  "
-                f"autoregressive_loss {entry['autoregressive_loss']:.4f}"
+                f"autoregressive_loss {entry.get('autoregressive_loss', float('nan')):.4f}"
             )
         if job_args.reload_check and not model_args.use_lora:
             batch = LlavaNextARDataCollator(processor)([train_dataset[0]])

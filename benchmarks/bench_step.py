@@ -1,0 +1,309 @@
+"""One training step (forward + backward, loss = main + aux) of the base model and of LLaVA-NeXT-AR.
+
+`transformers.LlavaNextVideoForConditionalGeneration` (base) and `llava_next_ar.LlavaNextARForConditionalGeneration`
+(AR) get the same weights (the AR model is built from a `LlavaNextARConfig`; the base model loads its state dict minus
+`autoregressive_module.*`) and the same batch, and are measured in the same process, interleaved (A B A B ...), the
+median of `--repeats` after `--warmup` discarded rounds. Cases:
+
+- `default`  every T in --frames x patch grid in --grids, everything trainable, teacher = frozen copy;
+- `frozen`   at the default shape: vision tower frozen in both models, `video_frames` = `pixel_values_videos`;
+             three variants: base, AR as it is (the teacher recomputes the tower's features), and AR with
+             teacher-forward *reuse emulated* (a hook hands the LLM path's vision-tower features to the module, so
+             the teacher does not run; exact when the tower is frozen and the frames coincide);
+- `shared`   at the default shape: `teacher="shared"` (the live tower under no_grad, no copy).
+
+    python benchmarks/bench_step.py            # CPU default, ~5 min on 2 cores
+    python benchmarks/bench_step.py --quick    # tiny smoke run, seconds
+    python benchmarks/bench_step.py --config my_gpu_config.json --device cuda
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before torch loads OpenMP: idle workers sleep instead of spinning (see _common.py, 'Timing on a shared machine').
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import gc
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+
+QUICK_SPEC = {
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+    "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                    "num_key_value_heads": 4},
+    "text_before": 8,
+    "text_after": 8,
+}
+
+
+def install_reuse_emulation(ar_model) -> callable:
+    """
+    Emulate teacher-forward reuse without touching the model: a forward hook keeps the vision tower's selected hidden
+    state from the LLM path, and the module's `encode_frames` returns it instead of running the teacher. Valid only
+    when the tower is frozen (so it equals the teacher) and `video_frames` are the frames the LLM sees. Returns an
+    `uninstall` function.
+    """
+    module = ar_model.autoregressive_module
+    tower = ar_model.model.vision_tower
+    layer = ar_model.config.vision_feature_layer
+    strategy = ar_model.config.vision_feature_select_strategy
+    captured = {}
+
+    def hook(_module, _inputs, output):
+        captured["features"] = output.hidden_states[layer]
+
+    def encode_frames(video_frames, vision_tower=None):
+        features = captured.pop("features").detach()
+        if strategy == "default":
+            features = features[:, 1:]
+        return features.unflatten(0, video_frames.shape[:2])
+
+    handle = tower.register_forward_hook(hook)
+    original = module.encode_frames
+    module.encode_frames = encode_frames
+
+    def uninstall():
+        handle.remove()
+        module.encode_frames = original
+
+    return uninstall
+
+
+def check_reuse_emulation(ar_model, batch) -> float:
+    """Max |teacher features - reused tower features| on this batch (0 when the emulation is exact)."""
+    module = ar_model.autoregressive_module
+    with torch.no_grad():
+        teacher = module.encode_frames(batch["pixel_values_videos"])
+        captured = {}
+
+        def hook(_module, _inputs, output):  # returns None: the output is left as it is
+            captured["f"] = output.hidden_states[ar_model.config.vision_feature_layer]
+
+        handle = ar_model.model.vision_tower.register_forward_hook(hook)
+        ar_model.model.get_video_features(batch["pixel_values_videos"])
+        handle.remove()
+    reused = captured["f"]
+    if ar_model.config.vision_feature_select_strategy == "default":
+        reused = reused[:, 1:]
+    return (teacher.flatten(0, 1) - reused).abs().max().item()
+
+
+def train_step(model, batch: dict, with_frames: bool):
+    model.zero_grad(set_to_none=True)
+    inputs = dict(batch)
+    if with_frames:
+        inputs["video_frames"] = batch["pixel_values_videos"]
+    out = model(**inputs)
+    out.loss.backward()
+    return out
+
+
+def measure(variants: list[tuple[str, callable]], warmup: int, repeats: int, device: str) -> dict:
+    """Interleaved rounds (A B C, A B C, ...); per variant median wall s, median process-CPU s, median peak MiB."""
+    samples = {name: [] for name, _ in variants}
+    for round_index in range(warmup + repeats):
+        for name, fn in variants:
+            seconds, peak, cpu = C.timed(fn, device, with_cpu=True)
+            if round_index >= warmup:
+                samples[name].append((seconds, cpu, peak))
+    return {
+        name: {
+            "seconds": C.median([s for s, _, _ in xs]),
+            "min_seconds": min(s for s, _, _ in xs),
+            "cpu_seconds": C.median([c for _, c, _ in xs]),
+            "peak_mib": C.median([m for _, _, m in xs]),
+            "samples": xs,
+        }
+        for name, xs in samples.items()
+    }
+
+
+def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse=False) -> dict:
+    base, ar = C.build_pair(spec, grid, overrides, device=args.device, share_weights=args.share_weights)
+    if freeze:
+        C.freeze_vision_tower(base)
+        C.freeze_vision_tower(ar)
+    batch = C.make_batch(ar.config, spec, frames, device=args.device)
+    variants = [("base", lambda: train_step(base, batch, False)), ("ar", lambda: train_step(ar, batch, True))]
+    reuse_error = None
+    if reuse:
+        reuse_error = check_reuse_emulation(ar, batch)
+
+        def ar_reuse():
+            uninstall = install_reuse_emulation(ar)
+            try:
+                train_step(ar, batch, True)
+            finally:
+                uninstall()
+
+        variants.append(("ar_reuse", ar_reuse))
+    result = measure(variants, args.warmup, args.repeats, args.device)
+    row = {
+        "case": name,
+        "T": frames,
+        "P": grid * grid,
+        "seq_len": batch["input_ids"].shape[1],
+        "video_tokens": frames * C.tokens_per_frame(ar.config),
+        "params_base_mib": C.param_mib(base),
+        "params_ar_mib": C.param_mib(ar),
+        "trainable_base_mib": C.param_mib(base, trainable_only=True),
+        "trainable_ar_mib": C.param_mib(ar, trainable_only=True),
+        "raw": result,
+    }
+    for key in ("seconds", "min_seconds", "cpu_seconds", "peak_mib"):
+        row[f"base_{key}"] = result["base"][key]
+        row[f"ar_{key}"] = result["ar"][key]
+        row[f"ratio_{key}"] = result["ar"][key] / result["base"][key]
+        if reuse:
+            row[f"ar_reuse_{key}"] = result["ar_reuse"][key]
+            row[f"ratio_reuse_{key}"] = result["ar_reuse"][key] / result["base"][key]
+    if reuse:
+        row["reuse_max_abs_error"] = reuse_error
+    del base, ar, batch
+    gc.collect()
+    return row
+
+
+def print_rows(rows):
+    flat = []
+    for row in rows:
+        flat.append({**row, "variant": "AR"})
+        if "ar_reuse_seconds" in row:
+            flat.append({
+                **row, "variant": "AR + reuse (emulated)", "ar_seconds": row["ar_reuse_seconds"],
+                "ar_cpu_seconds": row["ar_reuse_cpu_seconds"], "ar_peak_mib": row["ar_reuse_peak_mib"],
+                "ratio_seconds": row["ratio_reuse_seconds"], "ratio_cpu_seconds": row["ratio_reuse_cpu_seconds"],
+                "ratio_min_seconds": row["ratio_reuse_min_seconds"],
+                "ratio_peak_mib": row["ratio_reuse_peak_mib"],
+            })
+    print(C.table(flat, [
+        ("case", "case", ""), ("variant", "variant", ""), ("T", "T", "d"), ("P", "P", "d"), ("seq_len", "LLM len", "d"),
+        ("base_seconds", "base s", ".2f"), ("ar_seconds", "AR s", ".2f"), ("ratio_seconds", "time AR/base", ".2f"),
+        ("ratio_min_seconds", "min-time AR/base", ".2f"), ("ratio_cpu_seconds", "CPU-time AR/base", ".2f"),
+        ("base_peak_mib", "base peak MiB", ".0f"), ("ar_peak_mib", "AR peak MiB", ".0f"),
+        ("ratio_peak_mib", "peak AR/base", ".2f"),
+        ("params_base_mib", "base params MiB", ".1f"), ("params_ar_mib", "AR params MiB", ".1f"),
+    ]))
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, time_ratio, mem_ratio = [], [], []
+    for row in rows:
+        labels.append(f"{row['case']}\nT={row['T']} P={row['P']}")
+        time_ratio.append(row["ratio_seconds"])
+        mem_ratio.append(row["ratio_peak_mib"])
+        if "ratio_reuse_seconds" in row:
+            labels.append(f"frozen+reuse\nT={row['T']} P={row['P']}")
+            time_ratio.append(row["ratio_reuse_seconds"])
+            mem_ratio.append(row["ratio_reuse_peak_mib"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4.5))
+    x = range(len(labels))
+    ax.bar([i - 0.2 for i in x], time_ratio, width=0.4, label="time AR/base")
+    ax.bar([i + 0.2 for i in x], mem_ratio, width=0.4, label="peak memory AR/base")
+    ax.axhline(1.3, color="red", linestyle="--", linewidth=1, label="target 1.3 (general)")
+    ax.axhline(1.15, color="orange", linestyle=":", linewidth=1, label="target 1.15 (frozen + reuse)")
+    ax.axhline(1.0, color="black", linewidth=0.5)
+    ax.set_xticks(list(x), labels, fontsize=8)
+    ax.set_ylabel("AR / base")
+    ax.set_title("One training step: LLaVA-NeXT-AR vs LLaVA-NeXT-Video (same weights, same batch)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON overriding the CPU default spec (see _common.CPU_DEFAULT)")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--frames", type=int, nargs="+", help="T values (default 8 16)")
+    parser.add_argument("--grids", type=int, nargs="+", help="patch-grid sides (default 14 27 -> P=196, 729)")
+    parser.add_argument("--default-shape", type=int, nargs=2, metavar=("T", "GRID"),
+                        help="shape of the frozen/shared cases (default: largest T and grid)")
+    parser.add_argument("--cases", nargs="+", default=["default", "frozen", "shared"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--share-weights", action="store_true",
+                        help="base model reuses the AR model's modules instead of a copy (big models on one GPU)")
+    parser.add_argument("--package", help="import llava_next_ar from this directory (e.g. a patched copy)")
+    parser.add_argument("--out", help="JSON/PNG name stem under benchmarks/results/")
+    args = parser.parse_args(argv)
+
+    C.use_package(args.package)
+    torch.set_num_threads(args.threads)
+    spec = C.load_spec(args.config)
+    if args.quick:
+        for key, value in QUICK_SPEC.items():
+            spec[key].update(value) if isinstance(value, dict) else spec.__setitem__(key, value)
+        args.frames = args.frames or [4]
+        args.grids = args.grids or [7]
+        args.repeats = min(args.repeats, 2)
+    args.frames = args.frames or [8, 16]
+    args.grids = args.grids or [14, 27]
+    default_shape = tuple(args.default_shape or (max(args.frames), max(args.grids)))
+    stem = args.out or ("bench_step_quick" if args.quick else "bench_step")
+
+    import llava_next_ar
+
+    info = C.machine()
+    info["load_average_start"] = os.getloadavg()
+    calibration = C.calibrate_peak_memory(256) if torch.device(args.device).type == "cpu" else None
+    print(f"# bench_step  ({info['cpu']}, {info['nproc']} cores, torch {info['torch']}, threads {args.threads}; "
+          f"llava_next_ar from {Path(llava_next_ar.__file__).parent})")
+    if calibration is not None:
+        print(f"# peak-memory calibration: a 256 MiB tensor reads as {calibration:.1f} MiB")
+    started = time.perf_counter()
+    rows = []
+    if "default" in args.cases:
+        for frames, grid in itertools.product(args.frames, args.grids):
+            rows.append(run_case(spec, "default", frames, grid, args))
+            print(f"  done default T={frames} P={grid * grid} ({time.perf_counter() - started:.0f} s)", flush=True)
+    frames, grid = default_shape
+    if "frozen" in args.cases:
+        rows.append(run_case(spec, "frozen", frames, grid, args, freeze=True, reuse=True))
+        print(f"  done frozen ({time.perf_counter() - started:.0f} s)", flush=True)
+    if "shared" in args.cases:
+        rows.append(run_case(spec, "shared", frames, grid, args, overrides={"teacher": "shared"}))
+        print(f"  done shared ({time.perf_counter() - started:.0f} s)", flush=True)
+    info["load_average_end"] = os.getloadavg()
+    print()
+    print_rows(rows)
+    for row in rows:
+        if "reuse_max_abs_error" in row:
+            print(f"\nreuse emulation check: max |teacher - reused tower features| = {row['reuse_max_abs_error']:.3g}")
+    payload = {
+        "benchmark": "bench_step",
+        "machine": info,
+        "args": vars(args),
+        "spec": spec,
+        "default_shape": {"T": frames, "P": grid * grid},
+        "memory_method": "RSS high-water mark (VmHWM reset via /proc/self/clear_refs after malloc_trim)"
+        if torch.device(args.device).type == "cpu" else "torch.cuda.max_memory_allocated",
+        "memory_calibration_256mib": calibration,
+        "wall_seconds": time.perf_counter() - started,
+        "rows": rows,
+    }
+    path = C.write_json(stem + ".json", payload)
+    plot(rows, C.RESULTS / (stem + ".png"))
+    print(f"\nwrote {path} and {stem}.png ({payload['wall_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

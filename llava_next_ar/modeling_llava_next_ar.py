@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from transformers import AutoModel
+from transformers import initialization as init
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
@@ -506,6 +507,12 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             self.autoregressive_module = LlavaNextARReconstructionModule(config, memory_window=window)
         self.post_init()
         self.copy_vision_tower_to_teacher()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, LlavaNextARPredictor):  # the one parameter the generic init does not know
+            init.zeros_(module.memory_null)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights, config and, as remote code, this file and its relative imports (`auto_map` for `AutoConfig`,

@@ -143,6 +143,22 @@ def test_plain_llava_next_video_checkpoint_gets_teacher_copied_from_tower(tmp_pa
     assert all(torch.equal(base_state[k], loaded_state[k]) for k in base_state)  # legacy key layout: lm_head too
     assert "teacher" not in caplog.text
     assert "predictor" in caplog.text  # the predictor is new, and reported as such
+    predictor = loaded.autoregressive_module.predictor
+    assert all(torch.isfinite(p).all() for p in predictor.parameters()) and not predictor.memory_null.any()
+
+
+def test_init_weights_initialises_every_predictor_parameter():
+    """Missing weights are materialised uninitialised (`empty_like`) and then `_init_weights` runs: it must set all."""
+    model = tiny_model()
+    predictor = model.autoregressive_module.predictor
+    with torch.no_grad():
+        for parameter in predictor.parameters():
+            parameter.fill_(float("nan"))
+            parameter._is_hf_initialized = False
+    for module in predictor.modules():
+        module._is_hf_initialized = False
+        model._init_weights(module)
+    assert all(torch.isfinite(p).all() for p in predictor.parameters())
 
 
 def test_generate_is_unaffected_by_the_objective():

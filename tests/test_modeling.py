@@ -340,3 +340,17 @@ def test_predictor_hidden_size_sets_the_predictor_width_and_keeps_causality():
         a, b = model(**batch), model(**changed)
     assert torch.equal(a.autoregressive_frame_losses[:, :1], b.autoregressive_frame_losses[:, :1])
     assert not torch.equal(a.autoregressive_frame_losses[:, 2], b.autoregressive_frame_losses[:, 2])
+
+
+def test_mlp_ratio_and_fuse_llm_hidden_states_do_what_they_say():
+    layer = tiny_model(mlp_ratio=2.0).autoregressive_module.predictor.layers[0]
+    assert layer.mlp[0].out_features == 64  # 2.0 x the predictor width 32
+    fused, unfused = tiny_model(), tiny_model(fuse_llm_hidden_states=False)
+    assert hasattr(fused.autoregressive_module.predictor.layers[0], "cross_attn")
+    assert not hasattr(unfused.autoregressive_module.predictor.layers[0], "cross_attn")
+    batch = video_batch()
+    other_llm_view = {**batch, "pixel_values_videos": batch["pixel_values_videos"] + 1.0}
+    with torch.no_grad():
+        for model, moves in ((fused, True), (unfused, False)):  # only fused predictions read the LLM states
+            a, b = model(**batch), model(**other_llm_view)
+            assert (not torch.equal(a.autoregressive_frame_losses, b.autoregressive_frame_losses)) == moves

@@ -44,10 +44,10 @@ from transformers.models.llava_next_video.modeling_llava_next_video import (
     LlavaNextVideoModel,
     LlavaNextVideoPreTrainedModel,
 )
-from transformers.utils import logging
+from transformers.utils import logging, torch_compilable_check
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_llava_next_ar import LlavaNextARConfig, validate_autoregressive_config
+from .configuration_llava_next_ar import LlavaNextARConfig
 from .model_card_llava_next_ar import write_model_card
 
 
@@ -235,7 +235,9 @@ class LlavaNextARPredictorLayer(GradientCheckpointingLayer):
 class LlavaNextARPredictor(nn.Module):
     """
     Parallel next-frame predictor (seed: `ParallelAutoregressivePredictor`): project teacher features to the
-    predictor width (`predictor_hidden_size`, by default the LLM width), add source-time embeddings of the context and target frames, run the layers, project back to `D`.
+    predictor width (`predictor_hidden_size`, by default the teacher width `D`), add source-time embeddings of the
+    context and target frames, run the layers (cross-attention projects the LLM states into that width), project
+    back to `D`.
     """
 
     def __init__(self, config: LlavaNextARConfig):
@@ -457,8 +459,8 @@ def create_autoregressive_reconstruction_module(
 
     Args:
         vision_tower: a transformers vision model (e.g. `CLIPVisionModel`, `SiglipVisionModel`).
-        hidden_size: width of the LLM hidden states that will be fused (the predictor's width unless
-            `predictor_hidden_size` is given).
+        hidden_size: width of the LLM hidden states that will be fused (the predictor's width is the teacher's
+            unless `predictor_hidden_size` is given).
         config: `autoregressive_config` keys, plus optionally `vision_feature_layer` (default -2),
             `vision_feature_select_strategy` (default "default" = drop CLS; use "full" for SigLIP) and
             `memory_window` (LLM positions read per prediction; default all allowed).
@@ -474,7 +476,7 @@ def create_autoregressive_reconstruction_module(
         text_config=text_config,
         vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy=strategy,
-        autoregressive_config=validate_autoregressive_config(config, hidden_size=hidden_size),
+        autoregressive_config=config,
     )
     model_config._attn_implementation = vision_config._attn_implementation or "sdpa"
     module = LlavaNextARReconstructionModule(model_config, memory_window=memory_window)
@@ -571,8 +573,14 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             raise ValueError(f"`video_frames` must have shape {expected}, got {tuple(video_frames.shape)}")
         if not video_frames.is_floating_point():
             raise ValueError(f"`video_frames` must be a floating-point tensor, got dtype {video_frames.dtype}")
-        if not torch.isfinite(video_frames).all():
-            raise ValueError("`video_frames` contains NaN or infinite values")
+        if pixel_values_videos is not None and pixel_values_videos.shape[0] != batch_size:
+            raise ValueError(
+                f"`pixel_values_videos` must hold one video per sample ({batch_size}) when `video_frames` is given, "
+                f"got {pixel_values_videos.shape[0]}"
+            )
+        # Value checks read the data: they are gathered into one device-side flag and one host read, as the base
+        # model's `torch_compilable_check`s (disabled, with those, by TRANSFORMERS_DISABLE_TORCH_CHECK=1).
+        problems = {"`video_frames` contains NaN or infinite values": ~torch.isfinite(video_frames).all()}
         for name, indices, frames in (
             ("video_frame_indices", video_frame_indices, t),
             ("llm_frame_indices", llm_frame_indices, None if pixel_values_videos is None else pixel_values_videos.shape[1]),
@@ -583,18 +591,21 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                 raise ValueError(f"`{name}` must be an integer tensor of shape [batch_size, num_frames], got {indices!r}")
             if frames is None or tuple(indices.shape) != (batch_size, frames):
                 raise ValueError(f"`{name}` must have shape {(batch_size, frames)}, got {tuple(indices.shape)}")
-            if (indices < 0).any():
-                raise ValueError(f"`{name}` must be >= 0 (source-time frame indices)")
-        if video_frame_indices is not None and (video_frame_indices.diff(dim=1) <= 0).any():
-            raise ValueError(
+            problems[f"`{name}` must be >= 0 (source-time frame indices), got {{{name}}}"] = (indices < 0).any()
+        if video_frame_indices is not None:
+            problems[
                 "`video_frame_indices` must be strictly increasing along each row: give `video_frames` in source-time "
-                f"order without repeats (merge orders like [slow] + [fast] are for `pixel_values_videos`); got {video_frame_indices.tolist()}"
-            )
-        if pixel_values_videos is not None and pixel_values_videos.shape[0] != batch_size:
-            raise ValueError(
-                f"`pixel_values_videos` must hold one video per sample ({batch_size}) when `video_frames` is given, "
-                f"got {pixel_values_videos.shape[0]}"
-            )
+                "order without repeats (merge orders like [slow] + [fast] are for `pixel_values_videos`); got "
+                "{video_frame_indices}"
+            ] = (video_frame_indices.diff(dim=1) <= 0).any()
+        flags = torch.stack([flag.to(video_frames.device) for flag in problems.values()])
+
+        def message() -> str:
+            values = {"video_frame_indices": video_frame_indices, "llm_frame_indices": llm_frame_indices}
+            failed = [text for text, flag in zip(problems, flags.tolist()) if flag]
+            return "; ".join(text.format(**{k: v.tolist() for k, v in values.items() if v is not None}) for text in failed)
+
+        torch_compilable_check(~flags.any(), message)
 
     def hidden_states_frame_indices(
         self,
@@ -645,7 +656,10 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             Strictly increasing source-time indices of `video_frames` (default `0..T-1`).
         llm_frame_indices (`torch.LongTensor` of shape `(batch_size, num_llm_frames)`, *optional*):
             Source-time indices of the frames in `pixel_values_videos`, in the order the LLM sees them (any order,
-            e.g. `[slow] + [fast]`). Default: the same frames as `video_frames`.
+            e.g. `[slow] + [fast]`). Default: `pixel_values_videos` *is* `video_frames` (the same pixels; the
+            processor omits `llm_frame_indices` exactly then). A frozen vision tower equal to the teacher then
+            computes the teacher's features once, in the LLM's forward, instead of twice; pass `llm_frame_indices`
+            when the LLM sees other frames or other pixels (e.g. augmented) than the objective.
 
         Other arguments are those of [`LlavaNextVideoForConditionalGeneration.forward`].
         """
@@ -694,10 +708,9 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             and kwargs.get("mm_encoder_outputs") is None
             and vision_feature_layer in (None, self.config.vision_feature_layer)
             and vision_feature_select_strategy in (None, self.config.vision_feature_select_strategy)
-            and (llm_frame_indices is video_frame_indices or torch.equal(llm_frame_indices, video_frame_indices))
+            and llm_frame_indices is video_frame_indices  # none given: the LLM sees `video_frames` (see docstring)
             and pixel_values_videos.shape == video_frames.shape
             and module.teacher_is(self.model.vision_tower)
-            and torch.equal(pixel_values_videos, video_frames)
         ):
             video_outputs = self.model.get_video_features(pixel_values_videos, return_dict=True)
             teacher_features = module.select_features(video_outputs.hidden_states).detach()

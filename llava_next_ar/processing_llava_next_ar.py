@@ -104,7 +104,9 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
       once, in source-time order, preprocessed identically (the same preprocessed tensors, gathered);
     - `video_frame_indices` `[B, T]`: source-time indices of `video_frames`, strictly increasing;
     - `llm_frame_indices` `[B, T_llm]`: source-time indices of `pixel_values_videos`, in LLM order (a frame may
-      repeat).
+      repeat); only returned when the LLM sees other frames than `video_frames` (fast/slow sampling). Without it,
+      `pixel_values_videos` equals `video_frames` and the model takes the teacher's features from the LLM's
+      vision forward when the tower is frozen.
 
     Source time is the frame's index in the clip as given: its position in an array / list of frames, or its frame
     number in a video file (also when `do_sample_frames=True` decodes only some frames).
@@ -705,6 +707,10 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
             "llm_frame_indices": torch.stack([llm_indices for _, llm_indices, _ in samplings]),
             "video_metadata": metadatas,
         }
+        if torch.equal(outputs["llm_frame_indices"], outputs["video_frame_indices"]):
+            # The LLM sees exactly `video_frames`: say so by omission, so the model can reuse its vision forward
+            # as the teacher's without comparing pixels on the device.
+            del outputs["llm_frame_indices"]
         replacements = []
         if getattr(self, "video_token", None) is not None:
             replacements = [self.replace_video_token(outputs, video_idx=i) for i in range(len(videos))]

@@ -106,7 +106,7 @@ class LlavaNextARDataCollator:
     fed to the model is `prompt + " " + answer`. `labels` are the input ids with the prompt and padding set to
     `-100`, so only the answer is learned. `video` is anything the processor takes (a `[T, H, W, C]` array, a list of
     PIL images, a path); examples whose `video` is `None` (clips that failed to decode) are dropped. Returns the processor's tensors (`input_ids`, `attention_mask`, `pixel_values_videos`,
-    `video_frames`, `video_frame_indices`, `llm_frame_indices`) plus `labels`.
+    `video_frames`, `video_frame_indices`, and `llm_frame_indices` when the LLM sees other frames) plus `labels`.
     """
 
     def __init__(self, processor, max_length: int | None = None):

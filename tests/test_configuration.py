@@ -23,7 +23,7 @@ BAD = [
     ("num_hist", 2.5, "int >= 1"),
     ("loss_weight", -0.1, "finite float >= 0"),
     ("loss_weight", float("nan"), "finite float >= 0"),
-    ("num_heads", 3, "divisor"),
+    ("num_heads", 5, "divisor"),
     ("num_layers", 0, "int >= 1"),
     ("slow_stride", 0, "int >= 1"),
     ("num_fast", True, "int >= 1"),

@@ -309,8 +309,9 @@ def test_teacher_runs_when_the_tower_cannot_stand_in_for_it(case):
     if case == "tower_differs":
         with torch.no_grad():
             next(model.model.vision_tower.parameters()).add_(0.1)
-    if case == "other_frames":
+    if case == "other_frames":  # other pixels of the same source frames: `llm_frame_indices` says they differ
         batch["pixel_values_videos"] = batch["pixel_values_videos"] + 1.0
+        batch["llm_frame_indices"] = torch.arange(4).expand(2, -1)
     calls = []
     model.autoregressive_module.teacher.register_forward_hook(lambda *args: calls.append(1))
     model(**batch)
@@ -330,8 +331,12 @@ def test_predictor_hidden_size_sets_the_predictor_width_and_keeps_causality():
     predictor = model.autoregressive_module.predictor
     assert predictor.embed.out_features == 8 and predictor.layers[0].cross_attn.k_proj.in_features == 32
     default = tiny_model().autoregressive_module.predictor
-    assert default.embed.out_features == 32  # None = the LLM width (the seed's design)
-    assert sum(p.numel() for p in predictor.parameters()) < sum(p.numel() for p in default.parameters()) / 4
+    assert default.embed.out_features == 24  # None = the teacher width (embedding_dim)
+    assert model.config.autoregressive_config["predictor_hidden_size"] == 8
+    seed_width = tiny_model(predictor_hidden_size=32).autoregressive_module.predictor  # the seed's: the LLM width
+    assert seed_width.embed.out_features == 32 and seed_width.layers[0].cross_attn.k_proj.in_features == 32
+    sizes = [sum(p.numel() for p in m.parameters()) for m in (predictor, default, seed_width)]
+    assert sizes[0] < sizes[1] < sizes[2]
     batch = video_batch()
     changed = {**batch, "video_frames": batch["video_frames"].clone(), "pixel_values_videos": batch["pixel_values_videos"].clone()}
     changed["video_frames"][:, 2] += 1.0
@@ -344,7 +349,7 @@ def test_predictor_hidden_size_sets_the_predictor_width_and_keeps_causality():
 
 def test_mlp_ratio_and_fuse_llm_hidden_states_do_what_they_say():
     layer = tiny_model(mlp_ratio=2.0).autoregressive_module.predictor.layers[0]
-    assert layer.mlp[0].out_features == 64  # 2.0 x the predictor width 32
+    assert layer.mlp[0].out_features == 48  # 2.0 x the predictor width 24
     fused, unfused = tiny_model(), tiny_model(fuse_llm_hidden_states=False)
     assert hasattr(fused.autoregressive_module.predictor.layers[0], "cross_attn")
     assert not hasattr(unfused.autoregressive_module.predictor.layers[0], "cross_attn")

@@ -65,7 +65,8 @@ def test_without_fast_slow_llm_sees_all_frames_and_video_frames_are_the_same_fra
     assert batch["video_frames"].shape == (1, 6, 3, IMAGE_SIZE, IMAGE_SIZE)
     assert torch.equal(batch["video_frames"], batch["pixel_values_videos"])
     assert torch.equal(batch["video_frames"][0], preprocess(processor, clip))
-    assert batch["video_frame_indices"].tolist() == batch["llm_frame_indices"].tolist() == [list(range(6))]
+    assert batch["video_frame_indices"].tolist() == [list(range(6))]
+    assert "llm_frame_indices" not in batch  # omitted: the LLM sees exactly `video_frames`
 
 
 @pytest.mark.parametrize("merge_strategy", ["concat", "interleave"])
@@ -153,14 +154,22 @@ def test_processor_batch_runs_through_the_model_with_a_finite_autoregressive_los
 # Batches
 
 
+def llm_indices(batch) -> torch.Tensor:
+    """`llm_frame_indices`, which the processor omits when the LLM sees exactly `video_frames`."""
+    if "llm_frame_indices" not in batch:
+        assert torch.equal(batch["pixel_values_videos"], batch["video_frames"])
+        return batch["video_frame_indices"]
+    return batch["llm_frame_indices"]
+
+
 def test_each_clip_of_a_batch_is_sampled_on_its_own():
     processor = make_processor(use_fast_slow_frames=True)
     batch = processor(text=[PROMPT] * 2, videos=[random_clip(40), random_clip(50)], return_tensors="pt")
     for row, num_frames in enumerate((40, 50)):
         union, llm = processor.sample_frame_indices(num_frames)
         assert batch["video_frame_indices"][row].tolist() == union.tolist()
-        assert batch["llm_frame_indices"][row].tolist() == llm.tolist()
-    assert batch["llm_frame_indices"][:, -1].tolist() == [39, 49]  # fast frames end at each clip's last frame
+        assert llm_indices(batch)[row].tolist() == llm.tolist()
+    assert llm_indices(batch)[:, -1].tolist() == [39, 49]  # fast frames end at each clip's last frame
 
 
 @pytest.mark.parametrize(
@@ -217,7 +226,8 @@ def test_auto_preset_chooses_the_sampler_by_clip_length():
     processor = make_processor(fast_slow_preset="auto")
     for num_frames, num_llm_frames in ((20, 20), (45, 16), (90, 24)):
         batch = processor(text=PROMPT, videos=random_clip(num_frames, 8, 8), return_tensors="pt")
-        assert batch["llm_frame_indices"].shape == (1, num_llm_frames)
+        assert batch["pixel_values_videos"].shape[1] == num_llm_frames
+        assert llm_indices(batch)[0].tolist() == processor.sample_frame_indices(num_frames)[1].tolist()
         assert (batch["input_ids"] == VIDEO_TOKEN).sum() == num_llm_frames * TOKENS_PER_FRAME
     long = processor.sample_frame_indices(90)[1]
     assert long.tolist() == list(range(0, 57, 8)) + list(range(59, 90, 2))  # slow stride 8, fast stride 2
@@ -413,8 +423,8 @@ def test_video_file_path_is_decoded_end_to_end(as_path):
 
 def test_video_file_without_frame_sampling_uses_every_frame():
     batch = make_processor(fast_slow_preset="auto")(text=PROMPT, videos=str(CARPHONE), return_tensors="pt")
-    assert batch["llm_frame_indices"].shape == (1, 24)  # 120 frames: the long preset
-    assert batch["llm_frame_indices"][0, -1] == 119 and batch["video_frame_indices"][0, 0] == 0
+    assert llm_indices(batch).shape == (1, 24)  # 120 frames: the long preset
+    assert llm_indices(batch)[0, -1] == 119 and batch["video_frame_indices"][0, 0] == 0
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,8 @@ AUTOREGRESSIVE_CONFIG_MEANINGS = {
     "loss_weight": "weight of the auxiliary loss in `loss`",
     "num_heads": "predictor attention heads",
     "num_layers": "predictor layers",
-    "mlp_ratio": "predictor MLP width / LLM width",
+    "predictor_hidden_size": "predictor width (default: the teacher width `D`; the seed's design: the LLM width)",
+    "mlp_ratio": "predictor MLP width / predictor width",
     "use_frame_causal_mask": "frame-level causal attention (`false`: token-level causal, the ablation baseline)",
     "fuse_llm_hidden_states": "cross-attend to LLM hidden states that saw no frame at or after the target",
     "teacher": '`"copy"`: frozen copy of the vision tower; `"shared"`: the live tower under `no_grad`',
@@ -122,8 +123,9 @@ def _architecture(config: Any) -> str:
         )
         history = "all earlier frames" if ar.get("num_hist") is None else f"{ar.get('num_hist')} frames of history"
         predictor = (
-            f"{ar.get('num_layers')} layers, {ar.get('num_heads')} heads at the LLM width "
-            f"{_get(text, 'hidden_size')}; reads {history}; "
+            f"{ar.get('num_layers')} layers, {ar.get('num_heads')} heads at width "
+            f"{ar.get('predictor_hidden_size')}, cross-attending to the LLM (width {_get(text, 'hidden_size')}); "
+            f"reads {history}; "
             f"predicts `D = {ar.get('embedding_dim')}` features per patch"
         )
     rows = [

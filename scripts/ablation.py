@@ -87,7 +87,8 @@ SETTINGS = {
         "tiny_patch_size": 16,
         "tiny_hidden_size": 64,
         "fast_slow": {"num_fast": 4, "num_slow": 4, "fast_stride": 1, "slow_stride": 4},
-        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 2},
+        # The predictor at the LLM width, as when docs/ablation.md was produced (the default is now the teacher width).
+        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 2, "predictor_hidden_size": 64},
         "eval_window_stride": 4,
         "eval_max_windows": None,
         "in_sample_max_windows": 24,
@@ -113,7 +114,7 @@ SETTINGS = {
         "tiny_patch_size": 16,
         "tiny_hidden_size": 32,
         "fast_slow": {"num_fast": 3, "num_slow": 3, "fast_stride": 1, "slow_stride": 2},
-        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 1},
+        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 1, "predictor_hidden_size": 32},
         "eval_window_stride": 16,
         "eval_max_windows": 2,
         "in_sample_max_windows": 2,
@@ -854,7 +855,8 @@ def render_markdown(results: dict, docs_dir: Path) -> str:
             f"- Model: the tiny LLaVA-NeXT-AR `scripts/train.py` builds (CLIP vision tower "
             f"{settings['tiny_image_size']}px, patch {settings['tiny_patch_size']}, Llama width "
             f"{settings['tiny_hidden_size']}, random initialisation; predictor {ar['num_layers']} layers x "
-            f"{ar['num_heads']} heads, `num_hist={ar['num_hist']}`, `loss_weight={ar['loss_weight']}`). "
+            f"{ar['num_heads']} heads at width {ar['predictor_hidden_size']}, `num_hist={ar['num_hist']}`, "
+            f"`loss_weight={ar['loss_weight']}`). "
             "The teacher is a frozen copy of the vision tower at initialisation, so its features are those of a "
             "random CLIP (no pretrained weights are available offline).",
             f"- Data: windows of {settings['num_frames']} consecutive frames (25-30 fps), a window every "

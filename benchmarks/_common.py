@@ -137,16 +137,18 @@ def median(xs):
 # --------------------------------------------------------------------------------------------------------------------
 # Models and batches
 
-# CPU default: widths ~1/16 of LLaVA-NeXT-Video-7B + SigLIP-so400m (4096 / 1152), layer counts cut so that one
-# training step at T=16, P=729 takes seconds on 2 cores; real token counts (P patches, (side // 2)^2 LLM tokens per
-# frame). `flops.py` computes the analytic ratio of this config and of the real 7B one.
+# CPU default: a narrow LLaVA-NeXT-Video-7B + SigLIP-so400m. Widths ~1/16 (LLM 4096 -> 256, tower 1152 -> 64, MLPs
+# in the same proportion), the real depths (LLM 32 layers, tower 27) and the real token counts (P patches,
+# (side // 2)^2 LLM tokens per frame), so the base step and the objective keep the 7B model's proportions as far as
+# a narrow model can (attention weighs more at small widths). A training step at T=16, P=729 takes ~20 s on 2 cores.
+# `flops.py` computes the analytic ratio of this config and of the real 7B one.
 CPU_DEFAULT = {
     "vision_config": {
-        "model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 240, "num_hidden_layers": 6,
+        "model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 240, "num_hidden_layers": 27,
         "num_attention_heads": 4, "patch_size": 14, "vision_use_head": False,
     },
     "text_config": {
-        "model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 6,
+        "model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 32,
         "num_attention_heads": 8, "num_key_value_heads": 8, "vocab_size": 1024, "max_position_embeddings": 16384,
         "pad_token_id": 0,
     },
@@ -154,7 +156,9 @@ CPU_DEFAULT = {
     "vision_feature_select_strategy": "full",
     "spatial_pool_stride": 2,
     "spatial_pool_mode": "average",
-    "autoregressive_config": {},
+    # Head counts scale like the widths' head dims: LLM 32 -> 8 heads (head dim 32), tower 16 -> 4 (16), predictor
+    # 8 -> 2 (32; at 7B: 8 heads of 144). With 8 heads of 8, CPU attention costs ~4x more per FLOP (README).
+    "autoregressive_config": {"num_heads": 2},
     "batch_size": 1,
     "text_before": 32,
     "text_after": 32,

@@ -7,12 +7,12 @@ median of `--repeats` after `--warmup` discarded rounds. Cases:
 
 - `default`  every T in --frames x patch grid in --grids, everything trainable, teacher = frozen copy;
 - `frozen`   at the default shape: vision tower frozen in both models, `video_frames` = `pixel_values_videos`;
-             three variants: base, AR as it is (the teacher recomputes the tower's features), and AR with
-             teacher-forward *reuse emulated* (a hook hands the LLM path's vision-tower features to the module, so
-             the teacher does not run; exact when the tower is frozen and the frames coincide);
+             three variants: base, AR with the teacher's forward reused (the model's behaviour for these inputs:
+             the frozen tower's forward doubles as the teacher's), and AR with the teacher recomputing (forced by
+             passing `llm_frame_indices`);
 - `shared`   at the default shape: `teacher="shared"` (the live tower under no_grad, no copy).
 
-    python benchmarks/bench_step.py            # CPU default, ~5 min on 2 cores
+    python benchmarks/bench_step.py            # CPU default, ~15 min on 2 cores
     python benchmarks/bench_step.py --quick    # tiny smoke run, seconds
     python benchmarks/bench_step.py --config my_gpu_config.json --device cuda
 """
@@ -46,66 +46,40 @@ QUICK_SPEC = {
 }
 
 
-def install_reuse_emulation(ar_model) -> callable:
-    """
-    Emulate teacher-forward reuse without touching the model: a forward hook keeps the vision tower's selected hidden
-    state from the LLM path, and the module's `encode_frames` returns it instead of running the teacher. Valid only
-    when the tower is frozen (so it equals the teacher) and `video_frames` are the frames the LLM sees. Returns an
-    `uninstall` function.
-    """
-    module = ar_model.autoregressive_module
-    tower = ar_model.model.vision_tower
-    layer = ar_model.config.vision_feature_layer
-    strategy = ar_model.config.vision_feature_select_strategy
-    captured = {}
-
-    def hook(_module, _inputs, output):
-        captured["features"] = output.hidden_states[layer]
-
-    def encode_frames(video_frames, vision_tower=None):
-        features = captured.pop("features").detach()
-        if strategy == "default":
-            features = features[:, 1:]
-        return features.unflatten(0, video_frames.shape[:2])
-
-    handle = tower.register_forward_hook(hook)
-    original = module.encode_frames
-    module.encode_frames = encode_frames
-
-    def uninstall():
-        handle.remove()
-        module.encode_frames = original
-
-    return uninstall
-
-
-def check_reuse_emulation(ar_model, batch) -> float:
-    """Max |teacher features - reused tower features| on this batch (0 when the emulation is exact)."""
-    module = ar_model.autoregressive_module
-    with torch.no_grad():
-        teacher = module.encode_frames(batch["pixel_values_videos"])
-        captured = {}
-
-        def hook(_module, _inputs, output):  # returns None: the output is left as it is
-            captured["f"] = output.hidden_states[ar_model.config.vision_feature_layer]
-
-        handle = ar_model.model.vision_tower.register_forward_hook(hook)
-        ar_model.model.get_video_features(batch["pixel_values_videos"])
-        handle.remove()
-    reused = captured["f"]
-    if ar_model.config.vision_feature_select_strategy == "default":
-        reused = reused[:, 1:]
-    return (teacher.flatten(0, 1) - reused).abs().max().item()
-
-
-def train_step(model, batch: dict, with_frames: bool):
+def train_step(model, batch: dict, with_frames: bool, recompute_teacher: bool = False):
+    """zero_grad, forward, backward. `recompute_teacher`: pass `llm_frame_indices` (the same frames, said
+    explicitly), which makes the AR model run its teacher instead of reusing the frozen tower's forward."""
     model.zero_grad(set_to_none=True)
     inputs = dict(batch)
     if with_frames:
         inputs["video_frames"] = batch["pixel_values_videos"]
+    if recompute_teacher:
+        frames = batch["pixel_values_videos"]
+        inputs["llm_frame_indices"] = torch.arange(frames.shape[1], device=frames.device).expand(frames.shape[0], -1)
     out = model(**inputs)
     out.loss.backward()
     return out
+
+
+def check_reuse(ar_model, batch) -> dict:
+    """Teacher runs with / without reuse and the difference of the auxiliary losses (0: reuse is exact)."""
+    calls = []
+    handle = ar_model.autoregressive_module.teacher.register_forward_hook(lambda *args: calls.append(1))
+    losses = {}
+    with torch.no_grad():
+        for name, recompute in (("reuse", False), ("recompute", True)):
+            calls.clear()
+            inputs = dict(batch, video_frames=batch["pixel_values_videos"])
+            if recompute:
+                frames = batch["pixel_values_videos"]
+                inputs["llm_frame_indices"] = torch.arange(frames.shape[1], device=frames.device)[None]
+            losses[name] = (ar_model(**inputs).autoregressive_loss.item(), len(calls))
+    handle.remove()
+    return {
+        "teacher_runs_reuse": losses["reuse"][1],
+        "teacher_runs_recompute": losses["recompute"][1],
+        "aux_loss_abs_difference": abs(losses["reuse"][0] - losses["recompute"][0]),
+    }
 
 
 def measure(variants: list[tuple[str, callable]], warmup: int, repeats: int, device: str) -> dict:
@@ -134,19 +108,16 @@ def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse
         C.freeze_vision_tower(base)
         C.freeze_vision_tower(ar)
     batch = C.make_batch(ar.config, spec, frames, device=args.device)
-    variants = [("base", lambda: train_step(base, batch, False)), ("ar", lambda: train_step(ar, batch, True))]
-    reuse_error = None
+    # In the frozen case "ar" is the teacher recomputing (llm_frame_indices given) and "ar_reuse" the model's
+    # default for these inputs (the frozen tower's forward doubles as the teacher's).
+    variants = [
+        ("base", lambda: train_step(base, batch, False)),
+        ("ar", lambda: train_step(ar, batch, True, recompute_teacher=reuse)),
+    ]
+    reuse_check = None
     if reuse:
-        reuse_error = check_reuse_emulation(ar, batch)
-
-        def ar_reuse():
-            uninstall = install_reuse_emulation(ar)
-            try:
-                train_step(ar, batch, True)
-            finally:
-                uninstall()
-
-        variants.append(("ar_reuse", ar_reuse))
+        reuse_check = check_reuse(ar, batch)
+        variants.append(("ar_reuse", lambda: train_step(ar, batch, True)))
     result = measure(variants, args.warmup, args.repeats, args.device)
     row = {
         "case": name,
@@ -168,7 +139,7 @@ def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse
             row[f"ar_reuse_{key}"] = result["ar_reuse"][key]
             row[f"ratio_reuse_{key}"] = result["ar_reuse"][key] / result["base"][key]
     if reuse:
-        row["reuse_max_abs_error"] = reuse_error
+        row.update(reuse_check)
     del base, ar, batch
     gc.collect()
     return row
@@ -177,10 +148,10 @@ def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse
 def print_rows(rows):
     flat = []
     for row in rows:
-        flat.append({**row, "variant": "AR"})
+        flat.append({**row, "variant": "AR, teacher recomputes" if "ar_reuse_seconds" in row else "AR"})
         if "ar_reuse_seconds" in row:
             flat.append({
-                **row, "variant": "AR + reuse (emulated)", "ar_seconds": row["ar_reuse_seconds"],
+                **row, "variant": "AR, teacher reused", "ar_seconds": row["ar_reuse_seconds"],
                 "ar_cpu_seconds": row["ar_reuse_cpu_seconds"], "ar_peak_mib": row["ar_reuse_peak_mib"],
                 "ratio_seconds": row["ratio_reuse_seconds"], "ratio_cpu_seconds": row["ratio_reuse_cpu_seconds"],
                 "ratio_min_seconds": row["ratio_reuse_min_seconds"],
@@ -286,8 +257,10 @@ def main(argv=None):
     print()
     print_rows(rows)
     for row in rows:
-        if "reuse_max_abs_error" in row:
-            print(f"\nreuse emulation check: max |teacher - reused tower features| = {row['reuse_max_abs_error']:.3g}")
+        if "aux_loss_abs_difference" in row:
+            print(f"\nreuse check: teacher forwards per step {row['teacher_runs_reuse']} (reused) vs "
+                  f"{row['teacher_runs_recompute']} (recomputed); |aux loss difference| = "
+                  f"{row['aux_loss_abs_difference']:.3g}")
     payload = {
         "benchmark": "bench_step",
         "machine": info,

@@ -6,7 +6,8 @@ Counted (matmul = 2*m*n*k; backward = 2 x forward for trainable layers, 1 x when
 - base step: vision tower forward (+ backward when trainable), pooling + projector, LLM forward + backward over the
   whole sequence (causal attention counted as half the square), LM head;
 - auxiliary objective: teacher forward over all T frames (all layers: the tower runs to the end even though only
-  `vision_feature_layer` is read), predictor forward + backward over (T-1)*P tokens at the LLM width: self-attention
+  `vision_feature_layer` is read), predictor forward + backward over (T-1)*P tokens at the predictor width
+  (`predictor_hidden_size`; default the teacher width, the seed's design the LLM width): self-attention
   of each query frame over `num_hist` frames of keys (h*P keys, masked slots included, as computed), cross-attention
   to `1 + num_hist * tokens_per_frame` LLM states, MLP, in/out projections, and the K/V projections of the LLM states.
 
@@ -60,7 +61,7 @@ class Shape:
     num_hist: int | None = 3
     predictor_layers: int = 3
     predictor_mlp_ratio: float = 4.0
-    predictor_width: int | None = None  # None = LLM width (the model today); other = proposed `predictor_hidden_size`
+    predictor_width: int | None = None  # `predictor_hidden_size`; None = the teacher width (the model's default)
     embedding_dim: int | None = None  # teacher feature width (None = vision width)
     fuse_llm: bool = True
 
@@ -100,8 +101,8 @@ def llm_forward(s: Shape) -> float:
 
 
 def predictor_forward(s: Shape) -> dict:
-    c = s.predictor_width or s.width
     d = s.embedding_dim or s.vision_width
+    c = s.predictor_width or d
     p = s.patches
     n = (s.frames - 1) * p
     h = s.frames - 1 if s.num_hist is None else min(s.num_hist, s.frames - 1)
@@ -121,8 +122,8 @@ def predictor_forward(s: Shape) -> dict:
 
 def predictor_params(s: Shape) -> int:
     """Trainable parameters of the predictor (weights + biases; norms ignored)."""
-    c = s.predictor_width or s.width
     d = s.embedding_dim or s.vision_width
+    c = s.predictor_width or d
     inner = int(c * s.predictor_mlp_ratio)
     per_layer = 4 * c * c + 2 * c * inner
     if s.fuse_llm:
@@ -139,7 +140,7 @@ def step(s: Shape, mode: str = "default", truncate_teacher: bool = False) -> dic
     """
     FLOPs of one training step. mode: "default" (tower trainable, teacher copy), "frozen" (tower frozen, teacher
     recomputes), "frozen_reuse" (tower frozen, teacher features = the LLM path's tower output), "shared" (teacher =
-    live tower under no_grad: same FLOPs as default).
+    the live tower, whose forward in the LLM path is reused: tower trainable, no teacher forward).
     """
     tower = vision_forward(s)
     tower_factor = 1 if mode.startswith("frozen") else 3
@@ -149,7 +150,7 @@ def step(s: Shape, mode: str = "default", truncate_teacher: bool = False) -> dic
         "llm": 3 * llm_forward(s),
     }
     teacher_layers = s.vision_layers + 1 + s.feature_layer if (truncate_teacher and s.feature_layer < 0) else None
-    teacher = 0.0 if mode == "frozen_reuse" else vision_forward(s, teacher_layers)
+    teacher = 0.0 if mode in ("frozen_reuse", "shared") else vision_forward(s, teacher_layers)
     predictor = {k: 3 * v for k, v in predictor_forward(s).items()}
     base_total = sum(base.values())
     aux_total = teacher + sum(predictor.values())
@@ -176,7 +177,7 @@ def shape_from_spec(spec: dict, frames: int, patches: int) -> Shape:
         heads=t["num_attention_heads"], kv_heads=t.get("num_key_value_heads", t["num_attention_heads"]),
         vocab=t["vocab_size"], text_tokens=spec["text_before"] + spec["text_after"], frames=frames,
         batch=spec["batch_size"], num_hist=ar.get("num_hist", 3), predictor_layers=ar.get("num_layers", 3),
-        predictor_mlp_ratio=ar.get("mlp_ratio", 4.0),
+        predictor_mlp_ratio=ar.get("mlp_ratio", 4.0), predictor_width=ar.get("predictor_hidden_size"),
     )
 
 
@@ -212,25 +213,25 @@ def main(argv=None):
     print("## LLaVA-NeXT-Video-7B + SigLIP-so400m (P=729 -> 169 LLM tokens/frame, 128 text tokens), batch 1\n")
     print(C.table(real_rows, cols))
 
-    # Proposed changes, real shapes
+    # Variants, real shapes
     proposals = []
     for frames in args.frames:
         s = Shape(frames=frames)
+        seed = replace(s, predictor_width=s.width)
         variants = [
-            ("as is", s, "default", False),
-            ("teacher truncated at vision_feature_layer", s, "default", True),
-            ("predictor width 1152 (= teacher width)", replace(s, predictor_width=1152), "default", False),
-            ("predictor width 1152 + truncated teacher", replace(s, predictor_width=1152), "default", True),
-            ("frozen tower, as is", s, "frozen", False),
+            ("default (predictor width 1152 = teacher)", s, "default", False),
+            ("  + teacher truncated at vision_feature_layer", s, "default", True),
+            ("frozen tower", s, "frozen", False),
             ("frozen tower + teacher reuse", s, "frozen_reuse", False),
-            ("frozen + reuse + predictor width 1152", replace(s, predictor_width=1152), "frozen_reuse", False),
+            ("seed design: predictor at the LLM width 4096", seed, "default", False),
+            ("seed design, frozen tower + teacher reuse", seed, "frozen_reuse", False),
         ]
         for name, shape, mode, trunc in variants:
             r = step(shape, mode, truncate_teacher=trunc)
             proposals.append({"T": frames, "variant": name, "aux": tflop(r["aux_total"]), "base": tflop(r["base_total"]),
                               "ratio": r["ratio"], "predictor_params_m": predictor_params(shape) / 1e6,
                               "predictor_params_rel": predictor_params(shape) / llm_params(shape)})
-    print("\n## Proposed changes at the real shapes (analytic)\n")
+    print("\n## Variants at the real shapes (analytic)\n")
     print(C.table(proposals, [("T", "T", "d"), ("variant", "variant", ""), ("base", "base TFLOP", ".1f"),
                               ("aux", "aux TFLOP", ".1f"), ("ratio", "AR/base", ".2f"),
                               ("predictor_params_m", "predictor params (M)", ".0f"),
@@ -244,8 +245,7 @@ def main(argv=None):
         spec = bench["spec"]
         for row in bench["rows"]:
             s = shape_from_spec(spec, row["T"], row["P"])
-            teacher = {"shared": "default"}.get(row["case"], row["case"])
-            r = step(s, teacher)
+            r = step(s, row["case"])
             out = {"case": row["case"], "T": row["T"], "P": row["P"], "analytic": r["ratio"],
                    "measured": row["ratio_seconds"], "measured_cpu": row.get("ratio_cpu_seconds")}
             bench_rows.append(out)
@@ -284,7 +284,7 @@ def plot(frames_list, path):
             ("as is", s, "default"),
             ("frozen", s, "frozen"),
             ("frozen+reuse", s, "frozen_reuse"),
-            ("pred. width 1152", replace(s, predictor_width=1152), "default"),
+            ("seed: pred. width 4096", replace(s, predictor_width=s.width), "default"),
         ):
             r = step(shape, mode)
             labels.append(f"T={frames}\n{name}")

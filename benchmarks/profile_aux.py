@@ -62,13 +62,13 @@ def main(argv=None):
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         BS.module_step(module, inputs)
     averages = prof.key_averages()
-    emit(f"# auxiliary module fwd+bwd, T={args.frames}, P={args.grid ** 2}, width {spec['text_config']['hidden_size']}")
+    emit(f"# auxiliary module fwd+bwd, T={args.frames}, P={args.grid ** 2}, predictor width {model.config.autoregressive_config['predictor_hidden_size']}")
     emit("\n## top ops by self CPU time\n")
     emit(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     emit("\n## top ops by self allocated CPU memory\n")
     emit(averages.table(sort_by="self_cpu_memory_usage", row_limit=args.rows))
 
-    frames, hidden, frame_indices, attention_mask = inputs
+    frames, hidden, frame_indices, attention_mask, _ = inputs
     split = []
 
     def record(name, fn, repeats=3):

@@ -1,0 +1,56 @@
+"""The benchmark scripts run (tiny `--quick` shapes) and write what their README reads. No timing is asserted."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script: str, *args: str, results: Path) -> str:
+    env = {**os.environ, "BENCH_RESULTS_DIR": str(results), "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench_results")
+
+
+def test_bench_step_quick_compares_base_and_ar_on_the_same_weights(results):
+    out = run("bench_step.py", "--quick", "--threads", "1", results=results)
+    payload = json.loads((results / "bench_step_quick.json").read_text())
+    cases = {row["case"] for row in payload["rows"]}
+    assert cases == {"default", "frozen", "shared"}
+    frozen = next(row for row in payload["rows"] if row["case"] == "frozen")
+    # the frozen tower's forward doubles as the teacher's, and the result is the same as recomputing it
+    assert (frozen["teacher_runs_reuse"], frozen["teacher_runs_recompute"]) == (0, 1)
+    assert frozen["aux_loss_abs_difference"] == 0
+    assert all(row["ratio_seconds"] > 0 and row["ratio_peak_mib"] == row["ratio_peak_mib"] for row in payload["rows"])
+    assert "time AR/base" in out and (results / "bench_step_quick.png").stat().st_size > 0
+
+
+def test_bench_scaling_quick_runs_module_and_naive(results):
+    out = run("bench_scaling.py", "--quick", "--threads", "1", results=results)
+    payload = json.loads((results / "bench_scaling_quick.json").read_text())
+    assert all("module_seconds" in row and "naive_seconds" in row for row in payload["rows"])
+    assert "target speed-up vs naive" in out
+
+
+def test_flops_reads_the_bench_step_results(results):
+    out = run("flops.py", "--bench", str(results / "bench_step_quick.json"), results=results)
+    payload = json.loads((results / "flops.json").read_text())
+    default = next(row for row in payload["real"] if row["T"] == 16 and row["mode"] == "default")
+    assert 1.0 < default["ratio"] < 1.2  # 7B shapes, predictor at the teacher width
+    assert {row["case"] for row in payload["bench_config"]} >= {"default", "frozen", "frozen+reuse", "shared"}
+    assert "analytic FLOP ratio vs measured time ratio" in out

@@ -562,6 +562,7 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         llm_frame_indices: torch.Tensor | None,
         batch_size: int,
         pixel_values_videos: torch.Tensor | None,
+        llm_num_frames: int | None,
     ) -> None:
         vision = self.config.vision_config
         expected = f"[batch_size={batch_size}, num_frames>=2, {vision.num_channels}, {vision.image_size}, {vision.image_size}]"
@@ -583,10 +584,15 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         problems = {"`video_frames` contains NaN or infinite values": ~torch.isfinite(video_frames).all()}
         for name, indices, frames in (
             ("video_frame_indices", video_frame_indices, t),
-            ("llm_frame_indices", llm_frame_indices, None if pixel_values_videos is None else pixel_values_videos.shape[1]),
+            ("llm_frame_indices", llm_frame_indices, llm_num_frames),
         ):
             if indices is None:
                 continue
+            if frames is None:
+                raise ValueError(
+                    f"`{name}` is given but the LLM sees no video (neither `pixel_values_videos` nor "
+                    "`mm_encoder_outputs['video']`)"
+                )
             if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.dim() != 2:
                 raise ValueError(f"`{name}` must be an integer tensor of shape [batch_size, num_frames], got {indices!r}")
             if frames is None or tuple(indices.shape) != (batch_size, frames):
@@ -683,16 +689,16 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             return LlavaNextARCausalLMOutputWithPast(**outputs, main_loss=outputs.loss)
 
         batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        self._check_autoregressive_inputs(
-            video_frames, video_frame_indices, llm_frame_indices, batch_size, pixel_values_videos
-        )
-        if video_frame_indices is None:
-            video_frame_indices = torch.arange(video_frames.shape[1], device=video_frames.device).expand(batch_size, -1)
-        llm_num_frames = None
+        llm_num_frames = None  # frames the LLM sees
         if pixel_values_videos is not None:
             llm_num_frames = pixel_values_videos.shape[1]
         elif (kwargs.get("mm_encoder_outputs") or {}).get("video") is not None:
             llm_num_frames = kwargs["mm_encoder_outputs"]["video"].pooler_output.shape[1] // self.config.video_tokens_per_frame
+        self._check_autoregressive_inputs(
+            video_frames, video_frame_indices, llm_frame_indices, batch_size, pixel_values_videos, llm_num_frames
+        )
+        if video_frame_indices is None:
+            video_frame_indices = torch.arange(video_frames.shape[1], device=video_frames.device).expand(batch_size, -1)
         if llm_frame_indices is None and llm_num_frames is not None:
             if llm_num_frames != video_frames.shape[1]:
                 raise ValueError(

@@ -262,6 +262,12 @@ BAD_INPUTS = {
     "indices_not_increasing": (lambda b: {"video_frame_indices": torch.tensor([[0, 2, 2, 3], [0, 1, 2, 3]])}, "strictly increasing"),
     "indices_float": (lambda b: {"video_frame_indices": torch.zeros(2, 4)}, "integer"),
     "llm_frames_disagree": (lambda b: {"pixel_values_videos": b["pixel_values_videos"][:, :3]}, "llm_frame_indices"),
+    "negative_indices": (lambda b: {"video_frame_indices": torch.tensor([[-1, 0, 1, 2]] * 2)}, r"video_frame_indices` must be >= 0.*\[\[-1"),
+    "llm_indices_shape": (lambda b: {"llm_frame_indices": torch.arange(3).expand(2, -1)}, r"llm_frame_indices` must have shape \(2, 4\)"),
+    "llm_indices_without_llm_video": (
+        lambda b: {"pixel_values_videos": None, "llm_frame_indices": torch.arange(4).expand(2, -1)},
+        "LLM sees no video",
+    ),
 }
 
 
@@ -276,6 +282,18 @@ def test_bad_input_raises_a_clear_error(case):
         batch["labels"] = batch["labels"][:, :-6]
     with pytest.raises(ValueError, match=message):
         model(**{**batch, **change(batch)})
+
+
+def test_precomputed_llm_video_features_work_with_llm_frame_indices():
+    model = tiny_model()
+    batch = video_batch()
+    batch["llm_frame_indices"] = torch.arange(4).expand(2, -1)
+    with torch.no_grad():
+        direct = model(**batch)
+        video = model.model.get_video_features(batch["pixel_values_videos"], return_dict=True)
+        precomputed = model(**{**batch, "pixel_values_videos": None}, mm_encoder_outputs={"video": video})
+    assert torch.equal(direct.logits, precomputed.logits)
+    assert torch.equal(direct.autoregressive_frame_losses, precomputed.autoregressive_frame_losses)
 
 
 def test_frozen_tower_forward_is_reused_as_the_teacher_exactly():

@@ -648,6 +648,8 @@ def findings(results: dict) -> list[str]:
         )
         for with_, without, what in (("frame_mask", "baseline", "frame mask vs. token mask (all frames)"),
                                      ("full", "fast_slow", "frame mask vs. token mask (fast/slow)")):
+            if with_ not in table or without not in table:  # a --variants subset
+                continue
             a, b = table[with_]["heldout_mse_model_over_copy_last"], table[without]["heldout_mse_model_over_copy_last"]
             within = abs(a["mean"] - b["mean"]) <= max(a["std"], b["std"])
             out.append(f"{what}: held-out ratio {a['mean']:.2f} vs. {b['mean']:.2f} — "
@@ -1060,6 +1062,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
     parser.add_argument("--long_steps", type=int, default=None, help="steps of the long_run part (default 5000)")
     parser.add_argument("--probe_steps", type=int, default=None, help="steps of the probe part (default 600)")
+    parser.add_argument("--predictor_hidden_size", type=int, default=None,
+                        help="predictor width (default: the LLM width, 64, as docs/ablation.md was run)")
     parser.add_argument("--output_dir", default="outputs/ablation", help="run folders (checkpoints, logs)")
     parser.add_argument("--docs_dir", default=str(ROOT / "docs"), help="where ablation.md/.png/_results.json go")
     parser.add_argument("--fresh", action="store_true",
@@ -1087,6 +1091,8 @@ def run(args: argparse.Namespace) -> dict:
     for key in ("max_steps", "long_steps", "probe_steps"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if args.predictor_hidden_size is not None:
+        settings["autoregressive"]["predictor_hidden_size"] = args.predictor_hidden_size
     parts = [part for part in args.parts.split(",") if part]
     unknown = set(parts) - {"ablation", "diagnostics", "folds", "long_run", "probe"}
     if unknown:

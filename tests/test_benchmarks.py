@@ -54,3 +54,12 @@ def test_flops_reads_the_bench_step_results(results):
     assert 1.0 < default["ratio"] < 1.2  # 7B shapes, predictor at the teacher width
     assert {row["case"] for row in payload["bench_config"]} >= {"default", "frozen", "frozen+reuse", "shared"}
     assert "analytic FLOP ratio vs measured time ratio" in out
+
+
+def test_the_7b_config_keeps_the_model_defaults_the_cpu_spec_changes():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _common
+
+    spec = _common.load_spec(str(ROOT / "benchmarks" / "configs" / "llava_next_video_7b_siglip.json"))
+    assert spec["autoregressive_config"] == {"num_heads": 8}  # 8 heads of 144 at the teacher width 1152
+    assert spec["text_config"]["num_hidden_layers"] == 32 and spec["vision_config"]["num_hidden_layers"] == 27

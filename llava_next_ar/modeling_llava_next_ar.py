@@ -595,7 +595,7 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                 )
             if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.dim() != 2:
                 raise ValueError(f"`{name}` must be an integer tensor of shape [batch_size, num_frames], got {indices!r}")
-            if frames is None or tuple(indices.shape) != (batch_size, frames):
+            if tuple(indices.shape) != (batch_size, frames):
                 raise ValueError(f"`{name}` must have shape {(batch_size, frames)}, got {tuple(indices.shape)}")
             problems[f"`{name}` must be >= 0 (source-time frame indices), got {{{name}}}"] = (indices < 0).any()
         if video_frame_indices is not None:

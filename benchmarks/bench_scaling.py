@@ -190,6 +190,10 @@ def main(argv=None):
         torch.manual_seed(0)
         naive_width = model.config.text_config.hidden_size if args.naive_width == "llm" else None
         naive = NaiveDenseModule(model.config, module.teacher, width=naive_width).train()
+        trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad)
+                     for name, m in (("module", module), ("naive", naive))}
+        teacher_calls = []
+        module.teacher.register_forward_hook(lambda *args: teacher_calls.append(1))
         # warm-up (allocator, oneDNN primitives) at the smallest T
         warm = make_inputs(model, spec, 2)
         module_step(module, warm)
@@ -222,10 +226,16 @@ def main(argv=None):
             )
             repeats = args.repeats if predicted <= args.slow_seconds else 1
             samples = {name: [] for name, _ in paths}
+            teacher_runs = {name: 0 for name, _ in paths}
             for _ in range(repeats):
                 for name, fn in paths:
+                    before = len(teacher_calls)
                     samples[name].append(C.timed(fn))
+                    teacher_runs[name] += len(teacher_calls) - before
             row = {"T": frames, "P": grid * grid, "TP": frames * grid * grid, "N": n_tokens, "repeats": repeats}
+            for name, runs in teacher_runs.items():
+                row[f"{name}_teacher_runs_per_step"] = runs / repeats
+                row[f"{name}_trainable_params"] = trainable[name]
             for name, xs in samples.items():
                 # time: best of the repeats (interference from other processes only ever adds time);
                 # memory: median

@@ -46,17 +46,20 @@ QUICK_SPEC = {
 }
 
 
-def train_step(model, batch: dict, with_frames: bool, recompute_teacher: bool = False):
-    """zero_grad, forward, backward. `recompute_teacher`: pass `llm_frame_indices` (the same frames, said
-    explicitly), which makes the AR model run its teacher instead of reusing the frozen tower's forward."""
-    model.zero_grad(set_to_none=True)
-    inputs = dict(batch)
-    if with_frames:
-        inputs["video_frames"] = batch["pixel_values_videos"]
+def ar_inputs(batch: dict, recompute_teacher: bool = False) -> dict:
+    """`video_frames` = `pixel_values_videos`. `recompute_teacher`: also pass `llm_frame_indices` (the same frames,
+    said explicitly), which makes the AR model run its teacher instead of reusing the frozen tower's forward."""
+    frames = batch["pixel_values_videos"]
+    inputs = dict(batch, video_frames=frames)
     if recompute_teacher:
-        frames = batch["pixel_values_videos"]
         inputs["llm_frame_indices"] = torch.arange(frames.shape[1], device=frames.device).expand(frames.shape[0], -1)
-    out = model(**inputs)
+    return inputs
+
+
+def train_step(model, batch: dict, with_frames: bool, recompute_teacher: bool = False):
+    """zero_grad, forward, backward (the AR model with `ar_inputs`, the base model with the batch as it is)."""
+    model.zero_grad(set_to_none=True)
+    out = model(**(ar_inputs(batch, recompute_teacher) if with_frames else batch))
     out.loss.backward()
     return out
 
@@ -69,11 +72,7 @@ def check_reuse(ar_model, batch) -> dict:
     with torch.no_grad():
         for name, recompute in (("reuse", False), ("recompute", True)):
             calls.clear()
-            inputs = dict(batch, video_frames=batch["pixel_values_videos"])
-            if recompute:
-                frames = batch["pixel_values_videos"]
-                inputs["llm_frame_indices"] = torch.arange(frames.shape[1], device=frames.device)[None]
-            losses[name] = (ar_model(**inputs).autoregressive_loss.item(), len(calls))
+            losses[name] = (ar_model(**ar_inputs(batch, recompute)).autoregressive_loss.item(), len(calls))
     handle.remove()
     return {
         "teacher_runs_reuse": losses["reuse"][1],

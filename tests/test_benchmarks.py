@@ -47,6 +47,17 @@ def test_bench_scaling_quick_runs_module_and_naive(results):
     assert "target speed-up vs naive" in out
 
 
+def test_bench_scaling_teacher_and_naive_width_options(results):
+    run("bench_scaling.py", "--quick", "--threads", "1", "--frames", "4", "--grids", "7", "--out", "same", results=results)
+    run("bench_scaling.py", "--quick", "--threads", "1", "--frames", "4", "--grids", "7", "--teacher", "given",
+        "--naive-width", "llm", "--out", "given_llm", results=results)
+    same, given_llm = (json.loads((results / f"{name}.json").read_text())["rows"][0] for name in ("same", "given_llm"))
+    assert same["module_teacher_runs_per_step"] == same["naive_teacher_runs_per_step"] == 1
+    assert given_llm["module_teacher_runs_per_step"] == given_llm["naive_teacher_runs_per_step"] == 0
+    assert given_llm["module_trainable_params"] == same["module_trainable_params"]
+    assert given_llm["naive_trainable_params"] > 2 * same["naive_trainable_params"]  # LLM width 256 vs 64
+
+
 def test_flops_reads_the_bench_step_results(results):
     out = run("flops.py", "--bench", str(results / "bench_step_quick.json"), results=results)
     payload = json.loads((results / "flops.json").read_text())

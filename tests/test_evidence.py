@@ -168,3 +168,15 @@ def test_ablation_quick_runs_end_to_end(tmp_path, capsys):
     full = results["ablation"]["table"]["full"]
     assert full["heldout_mse_model_over_copy_last"]["mean"] > 0 and full["seconds_per_step"]["mean"] > 0
     assert "Baseline (token mask, all frames)" in capsys.readouterr().out
+
+
+def test_ablation_subset_of_variants_at_another_predictor_width(tmp_path):
+    docs = tmp_path / "docs"
+    ablation.main(["--quick", "--output_dir", str(tmp_path / "runs"), "--docs_dir", str(docs), "--parts", "ablation",
+                   "--variants", "full", "--predictor_hidden_size", "16"])
+    saved = json.loads((docs / "ablation_results.json").read_text())
+    assert {run["variant"] for run in saved["ablation"]["runs"]} == {"full"}
+    assert saved["ablation"]["settings"]["autoregressive"]["predictor_hidden_size"] == 16
+    configs = list((tmp_path / "runs").rglob("config.json"))
+    assert configs and all(json.loads(c.read_text())["autoregressive_config"]["predictor_hidden_size"] == 16 for c in configs)
+    assert "at width 16" in (docs / "ablation.md").read_text()

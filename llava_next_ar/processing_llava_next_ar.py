@@ -104,7 +104,8 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
       once, in source-time order, preprocessed identically (the same preprocessed tensors, gathered);
     - `video_frame_indices` `[B, T]`: source-time indices of `video_frames`, strictly increasing;
     - `llm_frame_indices` `[B, T_llm]`: source-time indices of `pixel_values_videos`, in LLM order (a frame may
-      repeat); only returned when the LLM sees other frames than `video_frames` (fast/slow sampling). Without it,
+      repeat); only returned when the LLM sees other frames or another order than `video_frames` (fast/slow
+      sampling whose merge repeats or reorders frames; disjoint `[slow] + [fast]` is already sorted). Without it,
       `pixel_values_videos` equals `video_frames` and the model takes the teacher's features from the LLM's
       vision forward when the tower is frozen.
 

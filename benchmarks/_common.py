@@ -56,6 +56,21 @@ def use_package(path: str | None) -> None:
     sys.path.insert(0, str(Path(path).resolve() if path else ROOT))
 
 
+def add_common_arguments(parser, out: str | None = None) -> None:
+    """The options every measuring script takes: --config, --threads, --package, --out."""
+    parser.add_argument("--config", help="JSON overriding the CPU default spec (see _common.CPU_DEFAULT)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--package", help="import llava_next_ar from this directory (e.g. a patched copy)")
+    parser.add_argument("--out", default=out, help="JSON/PNG name stem under benchmarks/results/")
+
+
+def start(args) -> dict:
+    """Apply --package and --threads; return the spec (CPU default + --config)."""
+    use_package(args.package)
+    torch.set_num_threads(args.threads)
+    return load_spec(args.config)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Memory
 

@@ -140,7 +140,6 @@ def naive_memory_estimate_gib(n_tokens: int, num_layers: int) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON overriding the CPU default spec")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--frames", type=int, nargs="+", help="default 4 8 16 32")
     parser.add_argument("--grids", type=int, nargs="+", help="patch-grid sides, default 7 14 27 (P = 49, 196, 729)")
@@ -156,14 +155,9 @@ def main(argv=None):
     parser.add_argument("--naive-width", choices=("predictor", "llm"), default="predictor",
                         help="naive decoder width: the module's predictor width (isolates the attention structure; "
                              "the targets) or the LLM width (the seed's design, as a public implementation runs it)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--package", help="import llava_next_ar from this directory (e.g. a patched copy)")
-    parser.add_argument("--out", help="JSON/PNG name stem under benchmarks/results/")
+    C.add_common_arguments(parser)
     args = parser.parse_args(argv)
-
-    C.use_package(args.package)
-    torch.set_num_threads(args.threads)
-    spec = C.load_spec(args.config)
+    spec = C.start(args)
     if args.quick:
         args.frames = args.frames or [4, 8]
         args.grids = args.grids or [7, 14]

@@ -199,7 +199,6 @@ def plot(rows, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON overriding the CPU default spec (see _common.CPU_DEFAULT)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--frames", type=int, nargs="+", help="T values (default 8 16)")
     parser.add_argument("--grids", type=int, nargs="+", help="patch-grid sides (default 14 27 -> P=196, 729)")
@@ -208,17 +207,12 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="+", default=["default", "frozen", "shared"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--share-weights", action="store_true",
                         help="base model reuses the AR model's modules instead of a copy (big models on one GPU)")
-    parser.add_argument("--package", help="import llava_next_ar from this directory (e.g. a patched copy)")
-    parser.add_argument("--out", help="JSON/PNG name stem under benchmarks/results/")
+    C.add_common_arguments(parser)
     args = parser.parse_args(argv)
-
-    C.use_package(args.package)
-    torch.set_num_threads(args.threads)
-    spec = C.load_spec(args.config)
+    spec = C.start(args)
     if args.quick:
         for key, value in QUICK_SPEC.items():
             spec[key].update(value) if isinstance(value, dict) else spec.__setitem__(key, value)

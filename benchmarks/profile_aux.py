@@ -26,22 +26,17 @@ import _common as C  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--grid", type=int, default=27)
     parser.add_argument("--rows", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--package")
-    parser.add_argument("--out", default="profile_aux")
+    C.add_common_arguments(parser, out="profile_aux")
     args = parser.parse_args(argv)
 
-    C.use_package(args.package)
-    torch.set_num_threads(args.threads)
+    spec = C.start(args)
     import bench_scaling as BS
     from llava_next_ar import LlavaNextARForConditionalGeneration
     from torch.profiler import ProfilerActivity, profile
 
-    spec = C.load_spec(args.config)
     lines = []
 
     def emit(text=""):

@@ -25,6 +25,7 @@ Causality is structural: the prediction of the frame at source time `n` reads
 Neither path ever sees a frame at or after the target, so no mask has to be trusted to hide one.
 """
 
+import inspect
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,16 +34,15 @@ import torch
 from torch import nn
 
 from transformers import AutoModel
+from transformers import GenerationMixin
 from transformers import initialization as init
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llava_next_video.modeling_llava_next_video import (
     LlavaNextVideoCausalLMOutputWithPast,
     LlavaNextVideoForConditionalGeneration,
-    LlavaNextVideoModel,
-    LlavaNextVideoPreTrainedModel,
 )
 from transformers.utils import logging, torch_compilable_check
 from transformers.utils.generic import can_return_tuple
@@ -54,7 +54,6 @@ from .model_card_llava_next_ar import write_model_card
 logger = logging.get_logger(__name__)
 
 TEACHER_PREFIX = "autoregressive_module.teacher."
-VISION_TOWER_PREFIX = "model.vision_tower."
 
 
 @dataclass
@@ -374,19 +373,26 @@ class LlavaNextARReconstructionModule(nn.Module):
 
         A causal LLM's token at position `p` has seen every frame at positions `<= p`, so its receptive field ends at
         `cummax(frame index)[p]` (non-decreasing). The prediction of a frame at source time `n` may read the prefix of
-        positions whose receptive field ends before `n`; we take its last `memory_window` positions.
+        positions whose receptive field ends before `n`; we take its last `memory_window` real (not padding)
+        positions, so a padded row reads exactly what it would read alone.
 
         Returns memory_index `[B, T', 1+W]` into `[null] + hidden_states` and memory_mask `[B, T', 1+W]`.
         """
         receptive_field = hidden_states_frame_indices.cummax(dim=1).values.contiguous()  # [B, L]
         num_allowed = torch.searchsorted(receptive_field, target_times.contiguous(), side="left")  # [B, T']
         length = receptive_field.shape[1]
+        if attention_mask is None:
+            real_positions = torch.arange(length, device=num_allowed.device).expand_as(receptive_field)
+            num_real_allowed = num_allowed
+        else:
+            padding = ~attention_mask.bool()
+            real_positions = torch.sort(padding.to(torch.uint8), dim=1, stable=True).indices  # real ones first, in order
+            real_before = torch.cat([torch.zeros_like(padding[:, :1], dtype=torch.long), (~padding).long().cumsum(1)], 1)
+            num_real_allowed = real_before.gather(1, num_allowed)
         window = length if self.memory_window is None else min(self.memory_window, length)
-        positions = num_allowed[..., None] - window + torch.arange(window, device=num_allowed.device)
-        valid = positions >= 0
-        positions = positions.clamp(min=0)
-        if attention_mask is not None:
-            valid = valid & attention_mask.bool().gather(1, positions.flatten(1)).view_as(positions)
+        rank = num_real_allowed[..., None] - window + torch.arange(window, device=num_allowed.device)  # [B, T', W]
+        valid = rank >= 0
+        positions = real_positions.gather(1, rank.clamp(min=0).flatten(1)).view_as(rank)
         index = torch.where(valid, positions + 1, 0)
         null = torch.zeros_like(index[..., :1])
         return torch.cat([null, index], dim=-1), torch.cat([torch.ones_like(valid[..., :1]), valid], dim=-1)
@@ -485,7 +491,19 @@ def create_autoregressive_reconstruction_module(
     return module.to(next(vision_tower.parameters()).dtype)
 
 
-class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration):
+def base_forward_takes_video_features() -> bool:
+    """
+    The one release-specific capability the model uses: the base forward accepting precomputed vision features
+    (`mm_encoder_outputs={"video": <get_video_features output>}`), which lets the LLM's own vision forward also give
+    the teacher's targets. Where it is missing, the teacher recomputes the same numbers.
+    """
+    return "mm_encoder_outputs" in inspect.signature(LlavaNextVideoForConditionalGeneration.forward).parameters
+
+
+_BASE_FORWARD_TAKES_VIDEO_FEATURES = base_forward_takes_video_features()
+
+
+class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration, GenerationMixin):
     """
     LLaVA-NeXT-Video with the next-frame feature prediction objective. `forward` takes the usual inputs plus
     `video_frames`; everything else (generation, saving, PEFT, gradient checkpointing) is the base model's.
@@ -498,17 +516,23 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
     accepts_loss_kwargs = False
     # Device maps and FSDP wrapping keep each predictor layer whole (the towers' and LLM's layers come from them).
     _no_split_modules = ["LlavaNextARPredictorLayer"]
+    # A checkpoint without a teacher (a plain LLaVA-NeXT-Video one) gets the loaded tower copied in by `tie_weights`.
+    _keys_to_ignore_on_load_missing = [r"^autoregressive_module\.teacher\.(?!.*position_ids$)"]
+    # The LLM and the towers run the selected `attn_implementation`. The predictor attends, per query frame, to
+    # gathered keys under a mask: eager, sdpa and flex_attention give the same numbers (tested); flash kernels take
+    # no such mask, so under a flash implementation the predictor alone runs on sdpa (said once, at its first call).
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_flash_attn = True
 
     def __init__(self, config: LlavaNextARConfig):
-        LlavaNextVideoPreTrainedModel.__init__(self, config)
-        self.model = LlavaNextVideoModel(config)
-        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        super().__init__(config)
         ar = config.autoregressive_config
         if ar["enabled"]:
             window = None if ar["num_hist"] is None else ar["num_hist"] * config.video_tokens_per_frame
             self.autoregressive_module = LlavaNextARReconstructionModule(config, memory_window=window)
-        self.post_init()
-        self.copy_vision_tower_to_teacher()
+            self.post_init()
+            self.copy_vision_tower_to_teacher()
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -542,28 +566,51 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                     tensor.copy_(tower_state[name])
 
     def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True):
-        # Called by `from_pretrained` with the keys the checkpoint lacked. A plain LLaVA-NeXT-Video checkpoint has no
-        # teacher: make it a copy of the loaded vision tower (never random) and do not report it as missing.
+        # `from_pretrained` passes the keys the checkpoint lacked: a teacher missing from it (a plain LLaVA-NeXT-Video
+        # checkpoint) becomes a copy of the loaded vision tower, never random (`_keys_to_ignore_on_load_missing`
+        # then keeps it out of the loading report).
         if missing_keys is not None:
-            teacher_keys = {key for key in missing_keys if key.startswith(TEACHER_PREFIX)}
-            if teacher_keys:
-                self.copy_vision_tower_to_teacher(teacher_keys)
-                missing_keys -= teacher_keys
+            self.copy_vision_tower_to_teacher({key for key in missing_keys if key.startswith(TEACHER_PREFIX)})
         return super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)
 
-    def prepare_inputs_for_generation(self, *args, video_frames=None, video_frame_indices=None, llm_frame_indices=None, **kwargs):
-        # The objective is a training loss: generation never computes it.
-        return super().prepare_inputs_for_generation(*args, **kwargs)
+    def video_token_mask(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+        """`[B, L]`: which positions are video placeholders (from `input_ids`, else by the placeholder embedding)."""
+        if input_ids is not None:
+            return input_ids == self.config.video_token_id
+        placeholder = self.get_input_embeddings()(torch.tensor(self.config.video_token_id, device=inputs_embeds.device))
+        return (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(dim=-1)
+
+    def hidden_states_frame_indices(
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        llm_frame_indices: torch.Tensor | None,
+    ) -> torch.LongTensor:
+        """
+        `[B, L]` source-time index of the frame each LLM position holds: `-1` for text; for video tokens whose frames
+        are not known (no `llm_frame_indices`), the largest index, so that nothing at or after them is ever read.
+        """
+        is_video = self.video_token_mask(input_ids, inputs_embeds)
+        if llm_frame_indices is None:
+            return torch.where(is_video, torch.iinfo(torch.long).max, -1)
+        slot = (is_video.long().cumsum(dim=1) - 1).clamp(min=0) // self.config.video_tokens_per_frame
+        slot = slot.clamp(max=llm_frame_indices.shape[1] - 1)
+        times = llm_frame_indices.to(is_video.device).gather(1, slot)
+        return torch.where(is_video, times, -1)
 
     def _check_autoregressive_inputs(
         self,
         video_frames: torch.Tensor,
         video_frame_indices: torch.Tensor | None,
         llm_frame_indices: torch.Tensor | None,
-        batch_size: int,
-        pixel_values_videos: torch.Tensor | None,
         llm_num_frames: int | None,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        kwargs: dict,
     ) -> None:
+        """Refuse, before any work, every input the objective cannot make causal. Shape checks read no data; the value
+        checks are one device-side flag read once (`torch_compilable_check`, as the base model's own checks)."""
+        batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         vision = self.config.vision_config
         expected = f"[batch_size={batch_size}, num_frames>=2, {vision.num_channels}, {vision.image_size}, {vision.image_size}]"
         if not isinstance(video_frames, torch.Tensor) or video_frames.dim() != 5:
@@ -574,13 +621,20 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             raise ValueError(f"`video_frames` must have shape {expected}, got {tuple(video_frames.shape)}")
         if not video_frames.is_floating_point():
             raise ValueError(f"`video_frames` must be a floating-point tensor, got dtype {video_frames.dtype}")
-        if pixel_values_videos is not None and pixel_values_videos.shape[0] != batch_size:
+        # A cache holds LLM states computed earlier (possibly of the video): they cannot be placed in time. The cache
+        # argument is `cache` from transformers 5.24 on, `past_key_values` before.
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if cache is not None and cache.get_seq_length() > 0:
             raise ValueError(
-                f"`pixel_values_videos` must hold one video per sample ({batch_size}) when `video_frames` is given, "
-                f"got {pixel_values_videos.shape[0]}"
+                "The objective (`video_frames` with `labels` or in training) cannot continue from a filled cache: the "
+                "cached positions cannot be placed in time. Run the whole sequence without a cache"
             )
-        # Value checks read the data: they are gathered into one device-side flag and one host read, as the base
-        # model's `torch_compilable_check`s (disabled, with those, by TRANSFORMERS_DISABLE_TORCH_CHECK=1).
+        if input_ids is None and llm_num_frames is None:
+            raise ValueError(
+                "The objective with `inputs_embeds` needs the LLM's video as `pixel_values_videos` (or "
+                "`mm_encoder_outputs`) and `<video>` placeholders in `inputs_embeds`: video features already merged "
+                "into `inputs_embeds` cannot be told from text, so the predictor could read future frames"
+            )
         problems = {"`video_frames` contains NaN or infinite values": ~torch.isfinite(video_frames).all()}
         for name, indices, frames in (
             ("video_frame_indices", video_frame_indices, t),
@@ -604,33 +658,64 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                 "order without repeats (merge orders like [slow] + [fast] are for `pixel_values_videos`); got "
                 "{video_frame_indices}"
             ] = (video_frame_indices.diff(dim=1) <= 0).any()
+        if llm_frame_indices is not None:
+            reference = video_frame_indices if video_frame_indices is not None else torch.arange(t, device=video_frames.device)
+            known = (llm_frame_indices[..., None] == reference.expand(batch_size, -1)[:, None, :]).any(dim=-1)
+            problems[
+                "every `llm_frame_indices` value must be the source time of one of that row's `video_frames` (as the "
+                "processor returns them; list positions are not source times): got llm_frame_indices="
+                "{llm_frame_indices}, video_frame_indices={video_frame_indices}"
+            ] = ~known.all()
+        video_tokens_per_row = self.video_token_mask(input_ids, inputs_embeds).sum(dim=1)
+        if llm_num_frames is not None:
+            tokens = llm_num_frames * self.config.video_tokens_per_frame
+            problems[
+                f"every row must hold {llm_num_frames} frames x {self.config.video_tokens_per_frame} = {tokens} "
+                "video tokens (the frames the LLM sees), got {video_tokens_per_row} per row"
+            ] = (video_tokens_per_row != tokens).any()
         flags = torch.stack([flag.to(video_frames.device) for flag in problems.values()])
 
         def message() -> str:
-            values = {"video_frame_indices": video_frame_indices, "llm_frame_indices": llm_frame_indices}
+            values = {
+                "video_frame_indices": video_frame_indices,
+                "llm_frame_indices": llm_frame_indices,
+                "video_tokens_per_row": video_tokens_per_row,
+            }
             failed = [text for text, flag in zip(problems, flags.tolist()) if flag]
-            return "; ".join(text.format(**{k: v.tolist() for k, v in values.items() if v is not None}) for text in failed)
+            return "; ".join(text.format(**{k: None if v is None else v.tolist() for k, v in values.items()}) for text in failed)
 
         torch_compilable_check(~flags.any(), message)
 
-    def hidden_states_frame_indices(
+    def _teacher_features_from_the_llm_vision_forward(
         self,
-        input_ids: torch.LongTensor | None,
-        inputs_embeds: torch.Tensor | None,
-        llm_frame_indices: torch.Tensor | None,
-    ) -> torch.LongTensor:
+        pixel_values_videos: torch.Tensor | None,
+        video_frames: torch.Tensor,
+        same_frames: bool,
+        kwargs: dict,
+    ) -> torch.Tensor | None:
         """
-        `[B, L]` source-time index of the frame each LLM position holds: `-1` for text; for video tokens whose frames
-        are not known (no `llm_frame_indices`), the largest index, so that nothing at or after them is ever read.
+        Teacher reuse: when the LLM sees exactly `video_frames` (no `llm_frame_indices`) through a tower that computes
+        the teacher's features, run the tower once, hand its output to the base forward as precomputed video
+        features (`kwargs["mm_encoder_outputs"]`), and return the teacher features `[B, T, P, D]` taken from it.
+        Returns `None` (the teacher then runs, with the same result) whenever a condition or the capability
+        (`base_forward_takes_video_features`) is missing.
         """
-        _, is_video = self.model.get_placeholder_mask(input_ids, inputs_embeds=inputs_embeds)
-        is_video = is_video[..., 0]
-        if llm_frame_indices is None:
-            return torch.where(is_video, torch.iinfo(torch.long).max, -1)
-        slot = (is_video.long().cumsum(dim=1) - 1).clamp(min=0) // self.config.video_tokens_per_frame
-        slot = slot.clamp(max=llm_frame_indices.shape[1] - 1)
-        times = llm_frame_indices.to(is_video.device).gather(1, slot)
-        return torch.where(is_video, times, -1)
+        module = self.autoregressive_module
+        if not (
+            same_frames
+            and pixel_values_videos is not None
+            and pixel_values_videos.shape == video_frames.shape
+            and kwargs.get("mm_encoder_outputs") is None
+            and kwargs.get("vision_feature_layer") in (None, self.config.vision_feature_layer)
+            and kwargs.get("vision_feature_select_strategy") in (None, self.config.vision_feature_select_strategy)
+            and _BASE_FORWARD_TAKES_VIDEO_FEATURES
+            and module.teacher_is(self.model.vision_tower)
+        ):
+            return None
+        video_outputs = self.model.get_video_features(pixel_values_videos, return_dict=True)
+        kwargs["mm_encoder_outputs"] = {"video": video_outputs}
+        features = module.select_features(video_outputs.hidden_states).detach()
+        return features.unflatten(0, video_frames.shape[:2])
 
     @can_return_tuple
     def forward(
@@ -640,14 +725,8 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         pixel_values_videos: torch.Tensor | None = None,
         image_sizes: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
         inputs_embeds: torch.Tensor | None = None,
-        vision_feature_layer: int | list[int] | None = None,
-        vision_feature_select_strategy: str | None = None,
         labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
         video_frames: torch.Tensor | None = None,
         video_frame_indices: torch.LongTensor | None = None,
         llm_frame_indices: torch.LongTensor | None = None,
@@ -656,85 +735,77 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         r"""
         video_frames (`torch.FloatTensor` of shape `(batch_size, num_frames, channels, height, width)`, *optional*):
             Frames for the next-frame objective, in source-time order, preprocessed like `pixel_values_videos`.
-            Frames `0..T-2` are the context, frames `1..T-1` the targets. Ignored when `autoregressive_config.enabled`
-            is `False`.
+            Frames `0..T-2` are the context, frames `1..T-1` the targets. The objective runs when `video_frames` is
+            given and the call trains: `labels` are given or the model is in training mode (inference, including
+            `generate`, never pays for it). Ignored when `autoregressive_config.enabled` is `False`.
         video_frame_indices (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
             Strictly increasing source-time indices of `video_frames` (default `0..T-1`).
         llm_frame_indices (`torch.LongTensor` of shape `(batch_size, num_llm_frames)`, *optional*):
             Source-time indices of the frames in `pixel_values_videos`, in the order the LLM sees them (any order,
-            e.g. `[slow] + [fast]`). Default: `pixel_values_videos` *is* `video_frames` (the same pixels; the
-            processor omits `llm_frame_indices` exactly then). A frozen vision tower equal to the teacher then
-            computes the teacher's features once, in the LLM's forward, instead of twice; pass `llm_frame_indices`
-            when the LLM sees other frames or other pixels (e.g. augmented) than the objective.
+            e.g. `[slow] + [fast]`), each one of the row's `video_frame_indices`. Default: `pixel_values_videos` *is*
+            `video_frames` (the same pixels; the processor omits `llm_frame_indices` exactly then). A frozen vision
+            tower equal to the teacher then computes the teacher's features once, in the LLM's forward, instead of
+            twice; pass `llm_frame_indices` when the LLM sees other frames or other pixels (e.g. augmented).
 
-        Other arguments are those of [`LlavaNextVideoForConditionalGeneration.forward`].
+        Every other argument (`cache`/`past_key_values`, `position_ids`, `use_cache`, `logits_to_keep`, ...) goes to
+        [`LlavaNextVideoForConditionalGeneration.forward`] unchanged.
         """
-        base_inputs = dict(
+        inputs = dict(
             input_ids=input_ids,
             pixel_values=pixel_values,
             pixel_values_videos=pixel_values_videos,
             image_sizes=image_sizes,
             attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
-            vision_feature_layer=vision_feature_layer,
-            vision_feature_select_strategy=vision_feature_select_strategy,
-            use_cache=use_cache,
+            labels=labels,
             **kwargs,
         )
         module = getattr(self, "autoregressive_module", None)
-        if video_frames is None or module is None:
-            outputs = super().forward(**base_inputs, labels=labels, logits_to_keep=logits_to_keep, return_dict=True)
+        if module is None or video_frames is None or not (self.training or labels is not None):
+            outputs = super().forward(**inputs, return_dict=True)
             return LlavaNextARCausalLMOutputWithPast(**outputs, main_loss=outputs.loss)
 
-        batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         llm_num_frames = None  # frames the LLM sees
         if pixel_values_videos is not None:
             llm_num_frames = pixel_values_videos.shape[1]
         elif (kwargs.get("mm_encoder_outputs") or {}).get("video") is not None:
             llm_num_frames = kwargs["mm_encoder_outputs"]["video"].pooler_output.shape[1] // self.config.video_tokens_per_frame
-        self._check_autoregressive_inputs(
-            video_frames, video_frame_indices, llm_frame_indices, batch_size, pixel_values_videos, llm_num_frames
-        )
-        if video_frame_indices is None:
-            video_frame_indices = torch.arange(video_frames.shape[1], device=video_frames.device).expand(batch_size, -1)
-        if llm_frame_indices is None and llm_num_frames is not None:
-            if llm_num_frames != video_frames.shape[1]:
-                raise ValueError(
-                    f"`pixel_values_videos` has {llm_num_frames} frames and `video_frames` {video_frames.shape[1]}: "
-                    "pass `llm_frame_indices` (and `video_frame_indices`) so they can be compared by source time"
-                )
-            llm_frame_indices = video_frame_indices
-
-        # The LLM's vision forward doubles as the teacher's when both see the same frames through the same weights.
-        teacher_features = None
-        if (
-            pixel_values_videos is not None
-            and kwargs.get("mm_encoder_outputs") is None
-            and vision_feature_layer in (None, self.config.vision_feature_layer)
-            and vision_feature_select_strategy in (None, self.config.vision_feature_select_strategy)
-            and llm_frame_indices is video_frame_indices  # none given: the LLM sees `video_frames` (see docstring)
-            and pixel_values_videos.shape == video_frames.shape
-            and module.teacher_is(self.model.vision_tower)
-        ):
-            video_outputs = self.model.get_video_features(pixel_values_videos, return_dict=True)
-            teacher_features = module.select_features(video_outputs.hidden_states).detach()
-            teacher_features = teacher_features.unflatten(0, video_frames.shape[:2])
-            base_inputs.update(pixel_values_videos=None, mm_encoder_outputs={"video": video_outputs})
-
-        outputs = self.model(**base_inputs, return_dict=True)
-        hidden_states = outputs.last_hidden_state
-        logits = self.lm_head(slice_logits_to_keep(hidden_states, logits_to_keep))
-        main_loss = None
-        if labels is not None:
-            main_loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+        same_frames = llm_frame_indices is None  # the documented default: the LLM sees `video_frames`
+        if same_frames and llm_num_frames is not None and llm_num_frames != video_frames.shape[1]:
+            raise ValueError(
+                f"`pixel_values_videos` has {llm_num_frames} frames and `video_frames` {video_frames.shape[1]}: "
+                "pass `llm_frame_indices` (and `video_frame_indices`) so they can be compared by source time"
             )
-
-        frame_indices = self.hidden_states_frame_indices(
-            input_ids, inputs_embeds if inputs_embeds is not None else hidden_states, llm_frame_indices
+        if video_frame_indices is None:
+            video_frame_indices = torch.arange(video_frames.shape[1], device=video_frames.device).expand(
+                video_frames.shape[0], -1
+            )
+            given_video_frame_indices = None
+        else:
+            given_video_frame_indices = video_frame_indices
+        if same_frames and llm_num_frames is not None:
+            llm_frame_indices = video_frame_indices
+        self._check_autoregressive_inputs(
+            video_frames,
+            given_video_frame_indices,
+            None if same_frames else llm_frame_indices,
+            llm_num_frames,
+            input_ids,
+            inputs_embeds,
+            kwargs,
         )
+        frame_indices = self.hidden_states_frame_indices(input_ids, inputs_embeds, llm_frame_indices)
+        teacher_features = self._teacher_features_from_the_llm_vision_forward(
+            pixel_values_videos, video_frames, same_frames, inputs
+        )
+        if teacher_features is not None:
+            inputs["pixel_values_videos"] = None
+
+        # The fused LLM states are the last layer's (after the final norm); only they are kept unless all were asked.
+        asked = kwargs.get("output_hidden_states", self.config.output_hidden_states)
+        inputs["output_hidden_states"] = True if asked is True else -1
+        outputs = super().forward(**inputs, return_dict=True)
+        hidden_states = outputs.hidden_states[-1]
         autoregressive = module(
             video_frames,
             hidden_states=hidden_states,
@@ -744,20 +815,17 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             vision_tower=self.model.vision_tower,
             teacher_features=teacher_features,
         )
-        loss = autoregressive.loss if main_loss is None else main_loss + autoregressive.loss
+        fields = dict(outputs)
+        if asked is not True:
+            fields.pop("hidden_states")
+        main_loss = fields.pop("loss", None)
         return LlavaNextARCausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            image_hidden_states=outputs.image_hidden_states,
-            video_hidden_states=outputs.video_hidden_states,
+            **fields,
+            loss=autoregressive.loss if main_loss is None else main_loss + autoregressive.loss,
             main_loss=main_loss,
             autoregressive_loss=autoregressive.loss,
             autoregressive_frame_losses=autoregressive.frame_losses,
         )
-
 
 LlavaNextARForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 # Plain LLaVA-NeXT-Video checkpoints use the legacy key layout (`language_model.lm_head.weight`, ...): load them with

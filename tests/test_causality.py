@@ -108,6 +108,7 @@ def test_fast_slow_concat_order_follows_source_time():
         "llm_frame_indices": torch.tensor([llm_order]),
         "video_frames": clip[:, times],
         "video_frame_indices": torch.tensor([times]),
+        "labels": input_ids,
     }
     reference, reference_output = run(model, batch)
     for k, time in enumerate(times):

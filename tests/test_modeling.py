@@ -35,8 +35,9 @@ def test_output_has_all_losses_and_loss_is_their_sum():
     assert torch.equal(output.loss, output.main_loss + output.autoregressive_loss)
     weight = model.config.autoregressive_config["loss_weight"]
     assert torch.equal(output.autoregressive_loss, weight * output.autoregressive_frame_losses.mean())
-    only_frames = model(**{**video_batch(), "labels": None})
+    only_frames = model.train()(**{**video_batch(), "labels": None})  # training without labels: the objective alone
     assert only_frames.main_loss is None and torch.equal(only_frames.loss, only_frames.autoregressive_loss)
+    model.eval()
     only_labels = model(**{**video_batch(), "video_frames": None})
     assert only_labels.autoregressive_loss is None and torch.equal(only_labels.loss, only_labels.main_loss)
 
@@ -159,6 +160,19 @@ def test_init_weights_initialises_every_predictor_parameter():
         module._is_hf_initialized = False
         model._init_weights(module)
     assert all(torch.isfinite(p).all() for p in predictor.parameters())
+
+
+def test_inference_without_labels_does_not_run_the_objective():
+    """Like every transformers model: no labels at inference, no loss; the teacher and predictor do not run."""
+    model = tiny_model()
+    calls = []
+    model.autoregressive_module.register_forward_hook(lambda *args: calls.append(1))
+    batch = {**video_batch(), "labels": None}
+    output = model(**batch)
+    assert output.loss is None and output.autoregressive_loss is None and calls == []
+    assert torch.equal(output.logits, base_twin(model)(**{k: v for k, v in batch.items() if k != "video_frames"}).logits)
+    model(**video_batch())
+    assert calls == [1]
 
 
 def test_generate_is_unaffected_by_the_objective():

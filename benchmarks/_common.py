@@ -297,8 +297,8 @@ def build_pair(
         torch.set_default_dtype(previous)
     base.train()
     if spec.get("gradient_checkpointing"):
-        base.gradient_checkpointing_enable()
-        ar_model.gradient_checkpointing_enable()
+        base.activation_checkpointing_enable()
+        ar_model.activation_checkpointing_enable()
     return base, ar_model
 
 

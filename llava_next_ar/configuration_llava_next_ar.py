@@ -14,9 +14,45 @@
 """LLaVA-NeXT-AR configuration: LLaVA-NeXT-Video plus an `autoregressive_config` for next-frame prediction."""
 
 import math
+import re
 from typing import Any
 
+import transformers
 from transformers import LlavaNextVideoConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+TESTED_TRANSFORMERS = (">=5.23.0", "<5.25")
+"""The transformers releases CI tests this code with, both ends (`pyproject.toml` declares the same range)."""
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = re.match(r"\D*(\d+)\.(\d+)", version).groups()
+    return int(major), int(minor)
+
+
+def check_transformers_version(installed: str = transformers.__version__) -> None:
+    """
+    Run at import of the remote code: below the tested range, raise one clear `ImportError`; above it, warn once
+    (it may work; it was not tested).
+    """
+    lowest, below = TESTED_TRANSFORMERS[0].removeprefix(">="), TESTED_TRANSFORMERS[1].removeprefix("<")
+    tested = ",".join(TESTED_TRANSFORMERS)
+    if tuple(int(part) for part in re.findall(r"\d+", installed)[:3]) < tuple(int(part) for part in lowest.split(".")):
+        raise ImportError(
+            f"LLaVA-NeXT-AR needs transformers>={lowest}; transformers {installed} is installed. "
+            f"Install a tested version: pip install 'transformers{tested}'"
+        )
+    if _minor(installed) >= _minor(below):
+        logger.warning_once(
+            f"LLaVA-NeXT-AR is tested with transformers{tested}; transformers {installed} is installed. It may work; "
+            f"if it does not, install a tested version (pip install 'transformers{tested}') or report it."
+        )
+
+
+check_transformers_version()
 
 
 AUTOREGRESSIVE_CONFIG_DEFAULTS: dict[str, Any] = {

@@ -166,15 +166,22 @@ class LlavaNextARAttention(nn.Module):
         """
         n, q_len, _ = queries.shape
         query = self.q_proj(queries).view(n, q_len, self.num_heads, self.head_dim).transpose(1, 2)
-        implementation = self.config._attn_implementation
-        attention_interface = (
-            ALL_ATTENTION_FUNCTIONS["sdpa"]
-            if implementation not in (None, "eager") and "flash" in implementation
-            else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-        )
-        output, _ = attention_interface(
-            self, query, keys.transpose(1, 2), values.transpose(1, 2), attention_mask, scaling=self.scaling
-        )
+        keys, values = keys.transpose(1, 2), values.transpose(1, 2)
+        implementation = self.config._attn_implementation or "eager"
+        if "flash" in implementation:
+            logger.warning_once(
+                f"attn_implementation={implementation!r}: the LLM and the vision towers use it; the predictor attends "
+                "to keys gathered per query frame under a mask, which flash kernels do not take, so it uses sdpa "
+                "(the same numbers as eager)."
+            )
+            implementation = "sdpa"
+        if implementation not in ("eager", "sdpa"):
+            # flex_attention (and kernels registered by name) add the mask to the scores: give them 0 / -inf, full size.
+            additive = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device)
+            additive = additive.masked_fill(~attention_mask, float("-inf"))
+            attention_mask = additive.expand(n, 1, q_len, keys.shape[2])
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        output, _ = attention_interface(self, query, keys, values, attention_mask, scaling=self.scaling)
         return self.o_proj(output.reshape(n, q_len, self.hidden_size))
 
     def project_keys_values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

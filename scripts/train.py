@@ -8,7 +8,7 @@ Fine-tune LLaVA-NeXT-AR with the vanilla `transformers.Trainer`.
     python scripts/train.py configs/tiny_builtin_clips.yaml configs/presets/medium_clips.yaml   # files merge
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py my_run.yaml
 
-Every `TrainingArguments` flag works (`--gradient_checkpointing`, `--bf16`, `--gradient_accumulation_steps`,
+Every `TrainingArguments` flag works (`--activation_checkpointing`, `--bf16`, `--gradient_accumulation_steps`,
 `--resume_from_checkpoint`, ...), plus the fields of `ModelArguments` and `DataArguments` below. A YAML/JSON file
 gives the same keys; `autoregressive_config` is a mapping there (a JSON string on the command line).
 

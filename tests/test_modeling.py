@@ -192,7 +192,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for checkpointing in (False, True):
         model = tiny_model().train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             assert model.autoregressive_module.predictor.layers[0].gradient_checkpointing
         model(**batch).loss.backward()
         results.append(grads(model))
@@ -391,3 +391,38 @@ def test_mlp_ratio_and_fuse_llm_hidden_states_do_what_they_say():
         for model, moves in ((fused, True), (unfused, False)):  # only fused predictions read the LLM states
             a, b = model(**batch), model(**other_llm_view)
             assert (not torch.equal(a.autoregressive_frame_losses, b.autoregressive_frame_losses)) == moves
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "flex_attention", "flash_attention_2"])
+def test_every_advertised_attention_implementation_gives_the_eager_predictions(implementation, monkeypatch, caplog):
+    """The predictor's masks hold under each implementation the model declares. flex_attention adds the mask to the
+    scores (a boolean mask would not be applied): it gets 0/-inf. Its compiled kernel does not run on this CPU, so the
+    test runs torch's reference (uncompiled) flex_attention through transformers' own flex path. Flash kernels take
+    no such mask: the predictor uses sdpa and says so once."""
+    import transformers.integrations.flex_attention as flex_integration
+    from torch.nn.attention.flex_attention import flex_attention
+
+    monkeypatch.setattr(
+        flex_integration, "compile_friendly_flex_attention", lambda q, k, v, training=False, **kw: flex_attention(q, k, v, **kw)
+    )
+    model = tiny_model(dtype=torch.float32)
+    module = model.autoregressive_module
+    batch = video_batch(dtype=torch.float32)
+    with torch.no_grad():
+        teacher_features = module.encode_frames(batch["video_frames"])
+        hidden_states = model(**batch, output_hidden_states=True).hidden_states[-1]
+    frame_indices = model.hidden_states_frame_indices(batch["input_ids"], None, None)
+
+    def predictions(attn_implementation):
+        model.config._attn_implementation = attn_implementation
+        with torch.no_grad():
+            out = module(batch["video_frames"], hidden_states=hidden_states, hidden_states_frame_indices=frame_indices,
+                         attention_mask=batch["attention_mask"], teacher_features=teacher_features)
+        return out.predictions
+
+    eager = predictions("eager")
+    with caplog.at_level("WARNING"):
+        other = predictions(implementation)
+    torch.testing.assert_close(other, eager, rtol=1e-5, atol=1e-5)
+    assert ("predictor attends" in caplog.text) == (implementation == "flash_attention_2")
+    assert getattr(type(model), "_supports_flex_attn") and getattr(type(model), "_supports_flash_attn")

@@ -14,7 +14,7 @@
 """
 The model card (`README.md`) of a LLaVA-NeXT-AR checkpoint, generated from its config.
 
-Plain string formatting, standard library only: this file ships inside every checkpoint as remote code and
+Plain string formatting (standard library, plus the tested transformers range from the config file): this file ships inside every checkpoint as remote code and
 `LlavaNextARForConditionalGeneration.save_pretrained` calls `write_model_card`. The card starts with the Hub's YAML
 metadata (`library_name`, `pipeline_tag`, `tags`, `license`, `base_model` when converted), then summarises the
 architecture, lists the whole `autoregressive_config`, and shows how to load (`trust_remote_code=True`) and fine-tune.
@@ -24,6 +24,8 @@ import json
 import os
 import re
 from typing import Any
+
+from .configuration_llava_next_ar import TESTED_TRANSFORMERS
 
 
 MODEL_CARD_NAME = "README.md"
@@ -218,6 +220,9 @@ def model_card(
         "loss. Predictions never read a frame at or after their target.",
         "",
         origin,
+        "",
+        f"Tested with `transformers{','.join(TESTED_TRANSFORMERS)}` (and `torch`): the remote code raises a clear error "
+        "at import under an older `transformers` and warns once under a newer one.",
         "",
         "## Architecture",
         "",

@@ -1,5 +1,6 @@
 """The model behaves like any transformers model, and the objective does what DESIGN.md says."""
 
+import inspect
 import logging
 
 import pytest
@@ -426,3 +427,111 @@ def test_every_advertised_attention_implementation_gives_the_eager_predictions(i
     torch.testing.assert_close(other, eager, rtol=1e-5, atol=1e-5)
     assert ("predictor attends" in caplog.text) == (implementation == "flash_attention_2")
     assert getattr(type(model), "_supports_flex_attn") and getattr(type(model), "_supports_flash_attn")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Behaves like a transformers model under the checks of transformers' common model tests
+
+
+def test_generation_mixin_is_a_direct_base_and_generate_takes_inputs_embeds():
+    from transformers import GenerationMixin
+
+    assert GenerationMixin in LlavaNextARForConditionalGeneration.__bases__
+    model = tiny_model()
+    batch = video_batch(batch_size=1)
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    kwargs = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
+    ours = model.generate(inputs_embeds=embeds, pixel_values_videos=batch["pixel_values_videos"], **kwargs)
+    theirs = base_twin(model).generate(inputs_embeds=embeds, pixel_values_videos=batch["pixel_values_videos"], **kwargs)
+    assert ours.shape == (1, 4) and torch.equal(ours, theirs)
+
+
+def test_teacher_keys_are_declared_ignorable_when_missing_weights_and_biases_not_buffers():
+    import re
+
+    model = tiny_model()
+    patterns = [re.compile(p) for p in model._keys_to_ignore_on_load_missing]
+    teacher_parameters = ["autoregressive_module.teacher." + n for n, _ in model.autoregressive_module.teacher.named_parameters()]
+    assert teacher_parameters and all(any(p.search(key) for p in patterns) for key in teacher_parameters)
+    others = [key for key in model.state_dict() if not key.startswith("autoregressive_module.teacher.")]
+    others.append("autoregressive_module.teacher.embeddings.position_ids")
+    assert not any(p.search(key) for p in patterns for key in others)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inputs the objective cannot make causal are refused; padding gives what the sample gives alone
+
+
+def test_continuing_from_a_filled_cache_is_refused():
+    model = tiny_model()
+    batch = video_batch()
+    prefix = model(**{k: v for k, v in batch.items() if k not in ("video_frames", "labels")}, use_cache=True)
+    # the cache argument and output field are `cache` from transformers 5.24 on, `past_key_values` before
+    name = "cache" if "cache" in inspect.signature(LlavaNextVideoForConditionalGeneration.forward).parameters else "past_key_values"
+    after = torch.tensor([[5, 6], [7, 8]])
+    with pytest.raises(ValueError, match="filled cache"):
+        model(input_ids=after, video_frames=batch["video_frames"], labels=after, **{name: getattr(prefix, name)})
+
+
+def test_inputs_embeds_with_the_video_already_merged_are_refused():
+    model = tiny_model()
+    batch = video_batch()
+    merged = model.model(**{k: batch[k] for k in ("input_ids", "pixel_values_videos")}, output_hidden_states=True)
+    embeds = merged.hidden_states[0]  # the LLM's input: text and video features merged
+    with pytest.raises(ValueError, match="already merged"):
+        model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], video_frames=batch["video_frames"],
+              labels=batch["labels"])
+    # placeholders in `inputs_embeds` + `pixel_values_videos` is the supported form, and equals `input_ids`
+    placeholders = model.get_input_embeddings()(batch["input_ids"])
+    by_embeds = model(**{**batch, "input_ids": None, "inputs_embeds": placeholders})
+    by_ids = model(**batch)
+    assert torch.equal(by_embeds.autoregressive_frame_losses, by_ids.autoregressive_frame_losses)
+
+
+def test_rows_with_uneven_video_token_counts_are_refused_even_when_the_total_matches():
+    model = tiny_model()
+    batch = video_batch()
+    ids = batch["input_ids"].clone()
+    first_video = int((ids[0] == 63).nonzero()[0])
+    ids[0, first_video] = 5  # row 0 loses a video token ...
+    ids[1, 0] = 63  # ... row 1 gains one: the total still matches the features
+    with pytest.raises(ValueError, match=r"every row must hold 4 frames x 4 = 16 video tokens.*\[15, 17\]"):
+        model(**{**batch, "input_ids": ids, "labels": ids})
+
+
+def test_llm_frame_indices_given_as_list_positions_are_refused():
+    model = tiny_model()
+    batch = video_batch()
+    batch["video_frame_indices"] = torch.tensor([[0, 4, 8, 12]] * 2)  # source times
+    batch["llm_frame_indices"] = torch.tensor([[0, 1, 2, 3]] * 2)  # list positions: not source times
+    with pytest.raises(ValueError, match="list positions are not source times"):
+        model(**batch)
+    batch["llm_frame_indices"] = torch.tensor([[0, 4, 8, 12]] * 2)
+    assert torch.isfinite(model(**batch).autoregressive_loss)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_padded_row_predicts_what_the_sample_predicts_alone(side):
+    """Memory window = the last `num_hist` frames' worth of real tokens, never of padding."""
+    model = tiny_model(num_hist=2)
+    alone = video_batch(batch_size=1, text_after=2)
+    pad = 7
+    ids = torch.cat([alone["input_ids"], torch.zeros(1, pad, dtype=torch.long)], dim=1)
+    mask = torch.cat([alone["attention_mask"], torch.zeros(1, pad, dtype=torch.long)], dim=1)
+    position_ids = None
+    if side == "left":
+        ids, mask = ids.roll(pad, dims=1), mask.roll(pad, dims=1)
+        position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+    padded = {**alone, "input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+    if position_ids is not None:
+        padded["position_ids"] = position_ids
+
+    def predictions(batch):
+        captured = {}
+        hook = model.autoregressive_module.predictor.register_forward_hook(lambda m, a, out: captured.update(p=out))
+        with torch.no_grad():
+            model(**batch)
+        hook.remove()
+        return captured["p"]
+
+    torch.testing.assert_close(predictions(padded), predictions(alone), rtol=0, atol=1e-9)

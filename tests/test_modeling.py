@@ -394,6 +394,7 @@ def test_mlp_ratio_and_fuse_llm_hidden_states_do_what_they_say():
             assert (not torch.equal(a.autoregressive_frame_losses, b.autoregressive_frame_losses)) == moves
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile:UserWarning")
 @pytest.mark.parametrize("implementation", ["sdpa", "flex_attention", "flash_attention_2"])
 def test_every_advertised_attention_implementation_gives_the_eager_predictions(implementation, monkeypatch, caplog):
     """The predictor's masks hold under each implementation the model declares. flex_attention adds the mask to the

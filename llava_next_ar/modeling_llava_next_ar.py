@@ -309,15 +309,18 @@ class LlavaNextARReconstructionModule(nn.Module):
         self.vision_feature_layer = config.vision_feature_layer
         self.vision_feature_select_strategy = config.vision_feature_select_strategy
         self.teacher = AutoModel.from_config(config.vision_config) if ar["teacher"] == "copy" else None
+        self.freeze_teacher()
+        self.predictor = LlavaNextARPredictor(config)
+
+    def freeze_teacher(self) -> None:
+        """The teacher never trains: no gradient (so no optimizer or DDP bucket sees it), eval mode (no dropout)."""
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
             self.teacher.eval()
-        self.predictor = LlavaNextARPredictor(config)
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()  # the teacher never trains: no dropout, frozen statistics
+        self.freeze_teacher()
         return self
 
     @torch.no_grad()
@@ -578,6 +581,8 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         # then keeps it out of the loading report).
         if missing_keys is not None:
             self.copy_vision_tower_to_teacher({key for key in missing_keys if key.startswith(TEACHER_PREFIX)})
+        if hasattr(self, "autoregressive_module"):  # loading makes new parameters (`requires_grad=True`)
+            self.autoregressive_module.freeze_teacher()
         return super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)
 
     def video_token_mask(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:

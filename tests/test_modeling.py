@@ -112,6 +112,10 @@ def test_save_pretrained_round_trip_is_exact(tmp_path):
     batch = video_batch()
     a, b = model(**batch), loaded(**batch)
     assert torch.equal(a.loss, b.loss) and torch.equal(a.autoregressive_frame_losses, b.autoregressive_frame_losses)
+    # the teacher stays frozen after loading: no optimizer group or DDP bucket ever sees it
+    assert not any(p.requires_grad for p in loaded.autoregressive_module.teacher.parameters())
+    assert loaded.num_parameters(only_trainable=True) == model.num_parameters(only_trainable=True)
+    assert not loaded.train().autoregressive_module.teacher.training
 
 
 @pytest.mark.parametrize("layout", ["current", "legacy"])

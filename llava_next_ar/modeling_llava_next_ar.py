@@ -25,6 +25,7 @@ Causality is structural: the prediction of the frame at source time `n` reads
 Neither path ever sees a frame at or after the target, so no mask has to be trusted to hide one.
 """
 
+import contextlib
 import inspect
 import math
 from dataclasses import dataclass
@@ -89,6 +90,18 @@ class LlavaNextARReconstructionOutput(ModelOutput):
     frame_losses: torch.FloatTensor | None = None
     predictions: torch.FloatTensor | None = None
     targets: torch.FloatTensor | None = None
+
+
+def gathered(parameters: list[nn.Parameter]) -> contextlib.AbstractContextManager:
+    """
+    DeepSpeed ZeRO-3 partitions every parameter (each then has a `ds_id`, and holds an empty tensor outside a gather):
+    read or write them whole inside this context (collective: every rank calls it). Without ZeRO-3, a no-op.
+    """
+    if any(hasattr(p, "ds_id") for p in parameters):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(parameters, modifier_rank=0)
+    return contextlib.nullcontext()
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -361,8 +374,8 @@ class LlavaNextARReconstructionModule(nn.Module):
         if self.teacher is None:
             return True
         tower_parameters = list(vision_tower.parameters())
-        if any(p.requires_grad for p in tower_parameters):
-            return False
+        if any(p.requires_grad or hasattr(p, "ds_id") for p in tower_parameters):
+            return False  # trainable, or partitioned by ZeRO-3 (comparing would gather it every step): recompute
         teacher_parameters = list(self.teacher.parameters())
         key = tuple((id(p), p._version) for p in tower_parameters + teacher_parameters)
         if getattr(self, "_teacher_is_key", None) != key:
@@ -542,7 +555,11 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             window = None if ar["num_hist"] is None else ar["num_hist"] * config.video_tokens_per_frame
             self.autoregressive_module = LlavaNextARReconstructionModule(config, memory_window=window)
             self.post_init()
-            self.copy_vision_tower_to_teacher()
+            # Under ZeRO-3 (`from_config`/`from_pretrained` build inside `deepspeed.zero.Init`) the weights are
+            # initialised or loaded after `__init__`, and `tie_weights` copies the tower then.
+            self._teacher_copy_pending = any(hasattr(p, "ds_id") for p in self.model.vision_tower.parameters())
+            if not self._teacher_copy_pending:
+                self.copy_vision_tower_to_teacher()
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -569,18 +586,25 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         teacher = getattr(getattr(self, "autoregressive_module", None), "teacher", None)
         if teacher is None:
             return
-        tower_state = self.model.vision_tower.state_dict()
-        with torch.no_grad():
-            for name, tensor in teacher.state_dict(keep_vars=True).items():
-                if keys is None or TEACHER_PREFIX + name in keys:
-                    tensor.copy_(tower_state[name])
+        tower = self.model.vision_tower
+        sources = {**dict(tower.named_parameters()), **dict(tower.named_buffers())}
+        targets = {**dict(teacher.named_parameters()), **dict(teacher.named_buffers())}
+        names = [name for name in targets if keys is None or TEACHER_PREFIX + name in keys]
+        if not names:
+            return
+        with gathered([*tower.parameters(), *teacher.parameters()]), torch.no_grad():  # whole weights under ZeRO-3
+            for name in names:
+                targets[name].copy_(sources[name])
 
     def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True):
         # `from_pretrained` passes the keys the checkpoint lacked: a teacher missing from it (a plain LLaVA-NeXT-Video
         # checkpoint) becomes a copy of the loaded vision tower, never random (`_keys_to_ignore_on_load_missing`
-        # then keeps it out of the loading report).
-        if missing_keys is not None:
-            self.copy_vision_tower_to_teacher({key for key in missing_keys if key.startswith(TEACHER_PREFIX)})
+        # then keeps it out of the loading report). Under ZeRO-3, `from_config` initialises the weights after
+        # `__init__` and then calls `tie_weights()`: the whole teacher is copied then.
+        if missing_keys is not None or getattr(self, "_teacher_copy_pending", False):
+            keys = None if missing_keys is None else {key for key in missing_keys if key.startswith(TEACHER_PREFIX)}
+            self.copy_vision_tower_to_teacher(keys)
+            self._teacher_copy_pending = False
         if hasattr(self, "autoregressive_module"):  # loading makes new parameters (`requires_grad=True`)
             self.autoregressive_module.freeze_teacher()
         return super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)

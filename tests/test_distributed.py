@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,3 +52,28 @@ def test_fsdp2_sharding_matches_one_process(tmp_path):
     assert report["sharded_units"] >= 6  # 2 CLIP + 2 Llama + 2 predictor layers (+ the teacher's CLIP layers)
     assert report["max_abs_error_vs_single_process"] < 1e-6
     assert report["teacher_unchanged"] and report["teacher_is_sharded"]
+
+
+def test_zero3_teacher_is_the_tower_after_loading_a_plain_checkpoint_and_building_from_config(tmp_path):
+    """DeepSpeed ZeRO-3 (2 processes, CPU accelerator, gloo): parameters are partitioned at construction, so the
+    teacher must be copied from the gathered tower after the weights are loaded (`from_pretrained` of a plain
+    LLaVA-NeXT-Video checkpoint) or initialised (`from_config`), never from empty partitions."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is the optional [deepspeed] extra")
+    import torch
+    from helpers import tiny_model
+    from test_modeling import base_twin
+
+    plain = tmp_path / "plain"
+    base_twin(tiny_model(dtype=torch.float32)).to(torch.float32).save_pretrained(plain)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+        str(HERE / "distributed" / "zero3_worker.py"), str(plain), str(tmp_path),
+    ]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    reports = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("rank*.json"))]
+    assert len(reports) == 2, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    for report in reports:
+        assert report["partitioned"]  # ZeRO-3 really partitioned the model
+        assert report["loaded_teacher_vs_tower"] == 0.0 and report["built_teacher_vs_tower"] == 0.0
+        assert not report["teacher_trainable"]

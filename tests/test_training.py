@@ -28,7 +28,7 @@ def synthetic_dataset(size: int = 8) -> ListDataset:
     return ListDataset([{key: value[i] for key, value in batch.items()} for i in range(size)])
 
 
-def make_trainer(tmp_path, model=None, dataset=None, **overrides) -> Trainer:
+def make_trainer(tmp_path, model=None, dataset=None, eval_dataset=None, **overrides) -> Trainer:
     arguments = dict(
         output_dir=str(tmp_path),
         per_device_train_batch_size=4,
@@ -49,6 +49,7 @@ def make_trainer(tmp_path, model=None, dataset=None, **overrides) -> Trainer:
         model=model if model is not None else tiny_model(dtype=torch.float32),
         args=TrainingArguments(**arguments),
         train_dataset=dataset if dataset is not None else synthetic_dataset(),
+        eval_dataset=eval_dataset,
     )
     add_loss_components_logging(trainer)
     return trainer
@@ -166,3 +167,28 @@ def test_callback_without_add_helper_still_fills_log_history(tmp_path):
     )
     trainer.train()
     assert any("autoregressive_loss" in entry for entry in trainer.state.log_history)
+
+
+def test_evaluate_logs_the_loss_components(tmp_path):
+    """`Trainer.evaluate` (alone, and during training) reports `eval_main_loss` and `eval_autoregressive_loss`, the
+    means over the evaluation batches, next to `eval_loss` = their sum; training logs are not mixed in."""
+    trainer = make_trainer(tmp_path, eval_dataset=synthetic_dataset(4), per_device_eval_batch_size=2,
+                           eval_strategy="steps", eval_steps=1, learning_rate=0.0)
+    seen = []
+    trainer.model.register_forward_hook(
+        lambda module, args, output: seen.append((output.main_loss.item(), output.autoregressive_loss.item()))
+        if not module.training else None
+    )
+    metrics = trainer.evaluate()
+    assert len(seen) == 2
+    assert math.isclose(metrics["eval_main_loss"], sum(m for m, _ in seen) / 2, rel_tol=1e-5)
+    assert math.isclose(metrics["eval_autoregressive_loss"], sum(a for _, a in seen) / 2, rel_tol=1e-5)
+    assert math.isclose(metrics["eval_loss"], metrics["eval_main_loss"] + metrics["eval_autoregressive_loss"],
+                        rel_tol=1e-4)
+    assert trainer.state.log_history[-1]["eval_autoregressive_loss"] == metrics["eval_autoregressive_loss"]
+    assert "main_loss" not in metrics
+
+    trainer.train()
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert len(evaluations) == 2 and all("eval_autoregressive_loss" in entry for entry in evaluations)
+    assert evaluations[-1]["eval_main_loss"] == pytest.approx(metrics["eval_main_loss"], rel=1e-5)  # lr 0

@@ -19,6 +19,8 @@ script saves a remote-code checkpoint (model + processor) to `<output_dir>/final
 `AutoModelForImageTextToText.from_pretrained(..., trust_remote_code=True)` and prints what it loaded.
 """
 
+import argparse
+import difflib
 import json
 import logging
 import os
@@ -31,12 +33,22 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.hf_argparser import string_to_bool
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from video_data import BUILTIN_CLIPS, DEFAULT_PROMPT, builtin_clips_manifest, read_manifest, video_text_dataset  # noqa: E402
+from video_data import (  # noqa: E402
+    BUILTIN_CLIPS,
+    DECODE_FAILURES,
+    DEFAULT_PROMPT,
+    builtin_clips_manifest,
+    check_rows,
+    count_frames,
+    read_manifest,
+    video_text_dataset,
+)
 
 from llava_next_ar import (  # noqa: E402
     FrameLevelMaskGenerator,
@@ -45,7 +57,11 @@ from llava_next_ar import (  # noqa: E402
     validate_autoregressive_config,
 )
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor  # noqa: E402
-from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator, add_loss_components_logging  # noqa: E402
+from llava_next_ar.training_llava_next_ar import (  # noqa: E402
+    LlavaNextARDataCollator,
+    add_loss_components_logging,
+    freeze_parameters_without_gradients,
+)
 
 
 logger = logging.getLogger("train")
@@ -75,7 +91,11 @@ class DataArguments:
     builtin_clips: str = field(
         default=",".join(BUILTIN_CLIPS), metadata={"help": "built-in clips to train on (comma-separated)"}
     )
-    num_frames: int = field(default=8, metadata={"help": "built-in clips: frames per training window"})
+    num_frames: int = field(
+        default=8,
+        metadata={"help": "frames per example: the built-in clips' windows, and manifest rows without their own "
+                  "`num_frames` (consecutive frames from `start_frame`; -1 = the whole clip)"},
+    )
     window_stride: int = field(default=4, metadata={"help": "built-in clips: frames between window starts"})
     decode_size: int | None = field(default=96, metadata={"help": "resize frames to this square at decode time"})
     on_decode_error: str = field(default="skip", metadata={"help": "'skip' (log the path) or 'raise'"})
@@ -85,28 +105,90 @@ class DataArguments:
 @dataclass
 class JobArguments:
     reload_check: bool = field(default=False, metadata={"help": "reload the final checkpoint in a fresh process"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "train into an output_dir that already holds a run (else refused)"}
+    )
     plots: bool = field(default=True, metadata={"help": "write frame_mask.png and losses.png to output_dir"})
+
+
+class ConfigError(ValueError):
+    """A config file or flag that cannot be used; the message names the file or flag."""
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return f"; did you mean {' / '.join(close)}?" if close else ""
+
+
+def _from_file(action: argparse.Action, value, where: str):
+    """A value read from a YAML/JSON file, typed as the flag would be (`None`, lists and mappings kept as is)."""
+    convert = action.type
+    if value is None or isinstance(value, dict) or convert is None:
+        return value
+
+    def typed(item):
+        if isinstance(item, bool) and convert is string_to_bool:
+            return item
+        return convert(item if isinstance(item, str) else str(item))
+
+    try:
+        return [typed(item) for item in value] if isinstance(value, list) else typed(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+        raise ConfigError(f"{where}: `{action.dest}`={value!r} is not valid: {error}") from None
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, JobArguments, TrainingArguments]:
     """`[config.yaml|json ...] [--flag value ...]`: files in order (later keys win, `autoregressive_config`
-    mappings are merged), then flags override them."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, JobArguments, TrainingArguments))
+    mappings are merged), then flags override them (`--autoregressive_config '{...}'` is merged into the files'
+    mapping too). Files are read exactly: YAML `null` is `None`, `[]` an empty list; an unknown key (in a file or
+    as a flag; flags are never abbreviated) raises `ConfigError` naming it, with a did-you-mean."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, JobArguments, TrainingArguments), allow_abbrev=False)
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    known = sorted(actions)
     values: dict = {}
+    autoregressive: dict = {}
     while argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        loaded = yaml.safe_load(Path(argv[0]).read_text()) or {}
-        merged = {**values.get("autoregressive_config", {}), **loaded.get("autoregressive_config", {})}
-        values.update(loaded)
-        if merged:
-            values["autoregressive_config"] = merged
+        path = Path(argv[0])
+        try:
+            with path.open() as file:
+                loaded = yaml.safe_load(file)
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+        loaded = {} if loaded is None else loaded
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of argument names, got {type(loaded).__name__}")
+        for key, value in loaded.items():
+            if key not in actions:
+                raise ConfigError(f"config file {path}: unknown key `{key}`{_did_you_mean(str(key), known)}")
+            if key == "autoregressive_config":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"config file {path}: `autoregressive_config` must be a mapping, got {value!r}")
+                autoregressive.update(value)
+            else:
+                values[key] = _from_file(actions[key], value, f"config file {path}")
         argv = argv[1:]
-    file_args = []
-    for key, value in values.items():
-        if isinstance(value, list):
-            file_args += [f"--{key}", *map(str, value)]
+
+    for action in parser._actions:  # parse only the flags actually given
+        action.default = argparse.SUPPRESS
+    flags, unknown = parser.parse_known_args(argv)
+    if unknown:
+        name = next((item for item in unknown if item.startswith("-")), unknown[0])
+        hint = _did_you_mean(name.lstrip("-").split("=")[0], known) if name.startswith("-") else ""
+        raise ConfigError(f"unknown argument(s) {unknown}{hint}")
+    for key, value in vars(flags).items():
+        if key == "autoregressive_config":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"--autoregressive_config must be a JSON mapping: {error}") from None
+            if not isinstance(value, dict):
+                raise ConfigError(f"--autoregressive_config must be a JSON mapping, got {value!r}")
+            autoregressive.update(value)
         else:
-            file_args += [f"--{key}", json.dumps(value) if isinstance(value, dict) else str(value)]
-    model_args, data_args, job_args, training_args = parser.parse_args_into_dataclasses(args=file_args + argv)
+            values[key] = value
+    if autoregressive:
+        values["autoregressive_config"] = json.dumps(autoregressive)
+    model_args, data_args, job_args, training_args = parser.parse_dict(values)
     return model_args, data_args, job_args, training_args
 
 
@@ -167,21 +249,63 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
 
 
 def frame_mask_png(config: LlavaNextARConfig, num_frames: int, output_dir: Path) -> str:
-    """The predictor's attention pattern over the context frames, as in use (`num_hist`, frame/token mode)."""
+    """Draw the predictor's self-attention mask as the model uses it for `num_frames` objective frames: context
+    frame `t` (which predicts frame `t + 1`) as queries, the context frames as keys, every patch of each frame, with
+    frame boundaries, a legend and the settings in the title. Returns the path of `frame_mask.png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
     ar = config.autoregressive_config
     patches = (config.vision_config.image_size // config.vision_config.patch_size) ** 2
     context = max(num_frames - 1, 1)
     window = ar["num_hist"]
     if not ar["use_frame_causal_mask"]:
         mask = FrameLevelMaskGenerator.create_token_causal_mask(context, patches, window_size=window)
-        title = f"token causal mask, {context} frames x {patches} patches, num_hist={window}"
+        kind = "token-causal"
     elif window is None:
         mask = FrameLevelMaskGenerator.create_causal_frame_mask(context, patches)
-        title = f"frame causal mask, {context} frames x {patches} patches"
+        kind = "frame-causal"
     else:
         mask = FrameLevelMaskGenerator.create_sliding_window_frame_mask(context, patches, window)
-        title = f"frame causal mask, {context} frames x {patches} patches, num_hist={window}"
-    return FrameLevelMaskGenerator.visualize_mask(mask, title=title, save_path=output_dir / "frame_mask.png")
+        kind = "frame-causal"
+    factor = -(-mask.shape[0] // 1024)  # keep the image small for real models: a pixel shows a block of entries
+    image = mask.float()
+    if factor > 1:
+        image = torch.nn.functional.max_pool2d(image[None, None], factor, ceil_mode=True)[0, 0]
+    extent = (0, mask.shape[1], mask.shape[0], 0)
+
+    figure, axis = plt.subplots(figsize=(7.5, 7))
+    axis.imshow(image.numpy(), cmap=ListedColormap(["#2b2b2b", "#f6c343"]), vmin=0, vmax=1,
+                interpolation="nearest", extent=extent)
+    for boundary in range(0, context * patches + 1, patches):
+        axis.axhline(boundary, color="#4a90d9", linewidth=0.6)
+        axis.axvline(boundary, color="#4a90d9", linewidth=0.6)
+    step = max(1, context // 16)
+    centres = [frame * patches + patches / 2 for frame in range(0, context, step)]
+    axis.set_xticks(centres, [str(frame) for frame in range(0, context, step)])
+    axis.set_yticks(centres, [f"{frame} -> {frame + 1}" for frame in range(0, context, step)])
+    axis.set_xlabel(f"key: context frame ({patches} patches each, left to right)")
+    axis.set_ylabel(f"query: context frame t -> predicted frame t+1 ({patches} patches each)")
+    history = "all earlier frames" if window is None else f"num_hist={window}"
+    axis.set_title(
+        f"Next-frame predictor self-attention ({kind}, {history})\n{num_frames} objective frames: "
+        f"{context} context frames x {patches} patches; row = query patch, column = key patch",
+        fontsize=10,
+    )
+    axis.legend(
+        handles=[Patch(color="#f6c343", label="may attend"), Patch(color="#2b2b2b", label="masked"),
+                 Patch(color="#4a90d9", label="frame boundary")],
+        loc="upper right", fontsize=8, framealpha=0.9,
+    )
+    figure.tight_layout()
+    path = output_dir / "frame_mask.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return str(path.resolve())
 
 
 RELOAD_SCRIPT = """
@@ -217,19 +341,118 @@ def reload_in_fresh_process(checkpoint: Path, batch: dict) -> str:
     return result.stdout
 
 
+def check_launch(training_args: TrainingArguments) -> None:
+    """Stop when a multi-process launch did not give a distributed run: `accelerate launch --multi_gpu` on a
+    machine without GPUs starts processes that each train alone (and all write `final/`) unless `use_cpu` is set."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size != launched:
+        hint = " pass `--use_cpu True` (or `use_cpu: true` in the config)" if not torch.cuda.is_available() else ""
+        raise ConfigError(
+            f"the launcher started {launched} processes but each trains alone (TrainingArguments sees world size "
+            f"{training_args.world_size}, no gradient exchange, and every process would write the same output_dir); "
+            f"on a machine without GPUs{hint}"
+        )
+
+
+def check_output_dir(training_args: TrainingArguments, job_args: JobArguments) -> None:
+    """Refuse to train into an `output_dir` that already holds a run, unless resuming from it or told to
+    overwrite (`--overwrite_output_dir True`): old checkpoints would mix with new ones."""
+    output_dir = Path(training_args.output_dir)
+    if not output_dir.is_dir() or training_args.resume_from_checkpoint or job_args.overwrite_output_dir:
+        return
+    old = sorted(
+        p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint-") or p.name in ("final", "adapter", "base")
+    )
+    if old:
+        raise ConfigError(
+            f"output_dir {output_dir} already holds a run ({', '.join(old)}): pick a new output_dir, resume it with "
+            "--resume_from_checkpoint, or pass --overwrite_output_dir True to train over it"
+        )
+
+
+def checked_rows(rows: list[dict], processor: LlavaNextARProcessor, data_args: DataArguments,
+                 training_args: TrainingArguments) -> list[dict]:
+    """The manifest's rows, checked before training (see `video_data.check_rows`): with `on_decode_error=raise` any
+    problem stops the run listing them all; with `skip` the bad rows are dropped with one warning listing them."""
+    min_frames = 2  # the next-frame objective needs a previous frame
+    for frames in range(2, 1 + max((row["num_frames"] for row in rows), default=2)):
+        try:
+            processor.sample_frame_indices(frames)
+        except ValueError:
+            min_frames = frames + 1
+            continue
+        break
+    good, problems = check_rows(rows, training_args.per_device_train_batch_size, min_frames)
+    if problems and (data_args.on_decode_error == "raise" or not good or len(good) == len(rows)):
+        raise ValueError(f"the training data has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    if problems:
+        logger.warning(
+            "skipping %d of %d training examples (on_decode_error=skip):\n  %s", len(rows) - len(good), len(rows),
+            "\n  ".join(problems[:50]) + ("\n  ..." if len(problems) > 50 else ""),
+        )
+    return good
+
+
+def example_frame_count(rows: list[dict], processor: LlavaNextARProcessor) -> int:
+    """Frames of the objective (`video_frames`) for the first example, as the processor samples them."""
+    row = rows[0]
+    frames = row["num_frames"] if row["num_frames"] > 0 else count_frames(row["video"]) - row["start_frame"]
+    return len(processor.sample_frame_indices(frames)[0])
+
+
+ADAPTER_CARD = """# LoRA adapter for LLaVA-NeXT-AR
+
+A PEFT LoRA adapter (LLM attention projections, plus the full next-frame predictor) trained with
+`scripts/train.py`. Its base model is `{base}`; `../final` next to this folder holds the merged model.
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+base = AutoModelForImageTextToText.from_pretrained("{base}", trust_remote_code=True)
+model = PeftModel.from_pretrained(base, "{adapter}")
+model = model.merge_and_unload()  # a plain LLaVA-NeXT-AR model; the teacher is unchanged
+processor = AutoProcessor.from_pretrained("{base}", trust_remote_code=True)
+```
+"""
+
+
+def save_final(trainer: Trainer, processor: LlavaNextARProcessor, model_args: ModelArguments, output_dir: Path):
+    """Save `<output_dir>/final`, a complete remote-code checkpoint (model + processor + card). With LoRA, `final/`
+    holds the merged model, and `<output_dir>/adapter` the adapter alone, whose `base_model_name_or_path` points at
+    a saved base (`--model_name_or_path`, or `<output_dir>/base` for the locally built tiny model)."""
+    final = output_dir / "final"
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    if not model_args.use_lora:
+        unwrapped.save_pretrained(final)
+        processor.save_pretrained(final)
+        return final, unwrapped
+    base_path = model_args.model_name_or_path or str((output_dir / "base").resolve())  # saved before training
+    unwrapped.peft_config["default"].base_model_name_or_path = base_path
+    adapter = output_dir / "adapter"
+    unwrapped.save_pretrained(adapter)
+    (adapter / "README.md").write_text(ADAPTER_CARD.format(base=base_path, adapter=adapter.resolve()))
+    merged = unwrapped.merge_and_unload()
+    merged.save_pretrained(final)
+    processor.save_pretrained(final)
+    print(f"saved the LoRA adapter to {adapter} (base model: {base_path}); final/ holds the merged model")
+    return final, merged
+
+
 def main(argv: list[str] | None = None) -> Trainer:
     model_args, data_args, job_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    check_launch(training_args)
+    check_output_dir(training_args, job_args)
     training_args.remove_unused_columns = False  # the collator needs the raw `video`/`prompt`/`answer` columns
     set_seed(training_args.seed)
     autoregressive_config = json.loads(model_args.autoregressive_config) if model_args.autoregressive_config else {}
 
     if data_args.train_manifest:
-        rows = read_manifest(data_args.train_manifest, prompt=data_args.prompt)
+        rows = read_manifest(data_args.train_manifest, prompt=data_args.prompt, num_frames=data_args.num_frames)
     else:
         clips = [clip for clip in data_args.builtin_clips.split(",") if clip]
         rows = builtin_clips_manifest(clips, data_args.num_frames, data_args.window_stride, data_args.prompt)
-    train_dataset = video_text_dataset(rows, data_args.decode_size, data_args.on_decode_error)
 
     if model_args.model_name_or_path is None:
         words = re.findall(r"\w+|[^\w\s]", " ".join(f"{row['prompt']} {row['answer']}" for row in rows))
@@ -244,11 +467,18 @@ def main(argv: list[str] | None = None) -> Trainer:
         model = LlavaNextARForConditionalGeneration.from_pretrained(model_args.model_name_or_path, config=config)
         processor = LlavaNextARProcessor.from_pretrained(model_args.model_name_or_path, trust_remote_code=False)
     processor.check_compatible(model.config)
+    rows = checked_rows(rows, processor, data_args, training_args)
+    train_dataset = video_text_dataset(rows, data_args.decode_size, data_args.on_decode_error)
+    collator = LlavaNextARDataCollator(processor)
     if model_args.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)
+    output_dir = Path(training_args.output_dir)
     if model_args.use_lora:
         from peft import LoraConfig, get_peft_model
 
+        if model_args.model_name_or_path is None and training_args.process_index == 0:
+            model.save_pretrained(output_dir / "base")  # the adapter's base model (built here, saved nowhere else)
+            processor.save_pretrained(output_dir / "base")
         lora = LoraConfig(
             r=model_args.lora_rank,
             lora_alpha=2 * model_args.lora_rank,
@@ -256,27 +486,32 @@ def main(argv: list[str] | None = None) -> Trainer:
             modules_to_save=["predictor"],
         )
         model = get_peft_model(model, lora)
+    if uses_ddp(training_args) and training_args.ddp_find_unused_parameters is None:
+        probe = collator([train_dataset[i] for i in range(min(2, len(train_dataset)))])
+        frozen = freeze_parameters_without_gradients(model.to(training_args.device), probe)
+        if frozen and training_args.process_index == 0:
+            modules = sorted({name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
+                              for name in frozen})
+            logger.info("froze %d parameter tensors that get no gradient, so DDP runs without "
+                        "find_unused_parameters: %s", len(frozen), ", ".join(modules))
+        training_args.ddp_find_unused_parameters = False
 
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        data_collator=LlavaNextARDataCollator(processor),
+        data_collator=collator,
         processing_class=processor,
     )
     add_loss_components_logging(trainer)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
     if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        final = output_dir / "final"
-        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-        unwrapped.save_pretrained(final)
-        processor.save_pretrained(final)
+        final, saved_model = save_final(trainer, processor, model_args, output_dir)
         print(f"saved the remote-code checkpoint to {final}: {sorted(os.listdir(final))}")
-        base_model = unwrapped.get_base_model() if model_args.use_lora else unwrapped
         if job_args.plots:
-            print(f"frame mask: {frame_mask_png(base_model.config, data_args.num_frames, output_dir)}")
+            frames = example_frame_count(rows, processor)
+            print(f"frame mask: {frame_mask_png(saved_model.config, frames, output_dir)}")
             plot_losses(trainer.state.log_history, output_dir / "losses.png")
             print(f"losses plot: {output_dir / 'losses.png'}")
         logged = [entry for entry in trainer.state.log_history if "main_loss" in entry]
@@ -285,13 +520,29 @@ def main(argv: list[str] | None = None) -> Trainer:
                 f"step {entry['step']:>4}: loss {entry['loss']:.4f}  main_loss {entry['main_loss']:.4f}  "
                 f"autoregressive_loss {entry.get('autoregressive_loss', float('nan')):.4f}"
             )
-        if job_args.reload_check and not model_args.use_lora:
-            batch = LlavaNextARDataCollator(processor)([train_dataset[0]])
+        if DECODE_FAILURES:
+            print(f"{len(DECODE_FAILURES)} clip(s) failed to decode during training and were skipped:")
+            for path, message in sorted(DECODE_FAILURES.items()):
+                print(f"  {message}")
+        if job_args.reload_check:
+            batch = collator([train_dataset[0]])
             print(reload_in_fresh_process(final.resolve(), batch), end="")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return trainer
+
+
+def uses_ddp(training_args: TrainingArguments) -> bool:
+    """Whether Trainer will wrap the model in `DistributedDataParallel` (not FSDP / DeepSpeed)."""
+    from transformers.training_args import ParallelMode
+
+    return (
+        training_args.parallel_mode == ParallelMode.DISTRIBUTED
+        and not training_args.fsdp
+        and not training_args.deepspeed
+        and getattr(training_args.distributed_state, "distributed_type", None) != "FSDP"
+    )
 
 
 if __name__ == "__main__":

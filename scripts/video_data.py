@@ -68,8 +68,12 @@ def builtin_clips_manifest(
     return rows
 
 
-def read_manifest(path: str | os.PathLike, prompt: str = DEFAULT_PROMPT) -> list[dict]:
-    """Rows `{"video", "prompt", "answer", "start_frame", "num_frames"}` from a manifest file or a clip folder."""
+def read_manifest(path: str | os.PathLike, prompt: str = DEFAULT_PROMPT, num_frames: int = -1) -> list[dict]:
+    """Rows `{"video", "prompt", "answer", "start_frame", "num_frames"}` from a manifest file or a clip folder.
+
+    Video paths are relative to the manifest's folder (or to the clip folder). A row without its own `num_frames`
+    gets `num_frames` (`-1`: every frame from `start_frame`; `scripts/train.py` passes a fixed count so that clips
+    of different lengths batch together)."""
     path = Path(path)
     if path.is_dir():
         rows = []
@@ -91,10 +95,10 @@ def read_manifest(path: str | os.PathLike, prompt: str = DEFAULT_PROMPT) -> list
         base = path.parent
     else:
         raise ValueError(f"manifest {path} must be a folder or a .json / .jsonl / .csv file")
-    return [_normalise_row(row, base, prompt, index, path) for index, row in enumerate(rows)]
+    return [_normalise_row(row, base, prompt, index, path, num_frames) for index, row in enumerate(rows)]
 
 
-def _normalise_row(row: dict, base: Path, prompt: str, index: int, source: Path) -> dict:
+def _normalise_row(row: dict, base: Path, prompt: str, index: int, source: Path, num_frames: int = -1) -> dict:
     if "video" not in row:
         raise ValueError(f"{source} row {index} has no `video` field: {row}")
     if "conversations" in row:
@@ -115,7 +119,7 @@ def _normalise_row(row: dict, base: Path, prompt: str, index: int, source: Path)
         "prompt": row_prompt,
         "answer": row_answer,
         "start_frame": int(row.get("start_frame") or 0),
-        "num_frames": int(row["num_frames"]) if row.get("num_frames") not in (None, "") else -1,
+        "num_frames": int(row["num_frames"]) if row.get("num_frames") not in (None, "") else num_frames,
     }
 
 
@@ -127,13 +131,80 @@ def decode_clip(path: str, size: int | None = None) -> np.ndarray:
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            expected = stream.frames  # from the container header; 0 when the container does not say
             kwargs = {"width": size, "height": size} if size else {}
             frames = [frame.to_ndarray(format="rgb24", **kwargs) for frame in container.decode(stream)]
     except (OSError, av.error.FFmpegError, IndexError) as error:
         raise VideoDecodeError(f"cannot decode video {path}: {error}") from error
     if not frames:
         raise VideoDecodeError(f"cannot decode video {path}: no frames")
+    if expected and len(frames) < expected:
+        raise VideoDecodeError(
+            f"cannot decode video {path}: truncated or damaged, its header lists {expected} frames but only "
+            f"{len(frames)} decode"
+        )
     return np.stack(frames)
+
+
+def count_frames(path: str) -> int:
+    """The number of frames of a clip, read without decoding (container header, checked against the packets
+    present). Raises `VideoDecodeError` naming the path for a missing, unreadable or truncated file."""
+    if not os.path.isfile(path):
+        raise VideoDecodeError(f"video {path} does not exist")
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            expected = stream.frames
+            packets = sum(1 for packet in container.demux(stream) if packet.size)
+    except (OSError, av.error.FFmpegError, IndexError) as error:
+        raise VideoDecodeError(f"cannot read video {path}: {error}") from error
+    if packets == 0:
+        raise VideoDecodeError(f"cannot read video {path}: no video frames")
+    if expected and packets < expected:
+        raise VideoDecodeError(
+            f"cannot read video {path}: truncated or damaged, its header lists {expected} frames but only {packets} "
+            "are present"
+        )
+    return packets
+
+
+def check_rows(rows: list[dict], batch_size: int = 1, min_frames: int = 1) -> tuple[list[dict], list[str]]:
+    """
+    Check every row before training, without decoding: the file exists and is readable (not truncated), and its
+    window (`start_frame`, `num_frames`) fits in the clip with at least `min_frames` frames. With `batch_size > 1`
+    the rows must also give the same number of frames (the processor stacks a batch's clips).
+
+    Returns `(good_rows, problems)`, one problem message per bad row, naming the path and row index.
+    """
+    totals: dict[str, int | VideoDecodeError] = {}
+    good, problems = [], []
+    for index, row in enumerate(rows):
+        path = row["video"]
+        if path not in totals:
+            try:
+                totals[path] = count_frames(path)
+            except VideoDecodeError as error:
+                totals[path] = error
+        total = totals[path]
+        if isinstance(total, VideoDecodeError):
+            problems.append(f"row {index}: {total}")
+            continue
+        start, count = row["start_frame"], row["num_frames"]
+        stop = total if count < 0 else start + count
+        if start < 0 or stop > total or stop - start < min_frames:
+            wanted = f"frames {start}..{stop - 1}" if count >= 0 else f"every frame from {start}"
+            problems.append(
+                f"row {index}: cannot take {wanted} (at least {min_frames}) of video {path}: it has {total} frames"
+            )
+            continue
+        good.append({**row, "_frames": stop - start})
+    counts = sorted({row.pop("_frames") for row in good})
+    if batch_size > 1 and len(counts) > 1:
+        problems.append(
+            f"the rows give different numbers of frames ({counts}) but a batch of {batch_size} needs equal ones: "
+            "give every row the same `num_frames` (or leave it out and set `--num_frames`)"
+        )
+    return good, problems
 
 
 def decode_window(path: str, start_frame: int, num_frames: int, size: int | None = None) -> np.ndarray:
@@ -167,9 +238,15 @@ def video_text_dataset(rows: list[dict], decode_size: int | None = None, on_deco
             except VideoDecodeError as error:
                 if on_decode_error == "raise":
                     raise
-                logger.warning("skipping a clip: %s", error)
+                if path not in DECODE_FAILURES:  # once per path and process, not every epoch
+                    logger.warning("skipping a clip: %s", error)
+                DECODE_FAILURES[path] = str(error)
                 videos.append(None)
         return {**batch, "video": videos}
 
     dataset.set_transform(decode)
     return dataset
+
+
+DECODE_FAILURES: dict[str, str] = {}
+"""Clips that failed to decode in this process (path -> message), for the end-of-run summary."""

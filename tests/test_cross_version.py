@@ -159,7 +159,8 @@ def test_checkpoint_saved_under_one_end_loads_under_the_other_with_equal_outputs
     )
     assert saved["transformers"] == environments[saver]["transformers"]
     config = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForImageTextToText"] == "modeling_llava_next_ar.LlavaNextARForConditionalGeneration"
+    auto_model = config["auto_map"]["AutoModelForImageTextToText"]
+    assert auto_model == "modeling_llava_next_ar.LlavaNextARForConditionalGeneration"
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

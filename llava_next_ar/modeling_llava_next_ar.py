@@ -26,6 +26,7 @@ Neither path ever sees a frame at or after the target, so no mask has to be trus
 """
 
 import contextlib
+import importlib
 import inspect
 import math
 from dataclasses import dataclass
@@ -98,8 +99,8 @@ def gathered(parameters: list[nn.Parameter]) -> contextlib.AbstractContextManage
     read or write them whole inside this context (collective: every rank calls it). Without ZeRO-3, a no-op.
     """
     if any(hasattr(p, "ds_id") for p in parameters):
-        import deepspeed
-
+        # Not an `import` statement: transformers' remote-code loader requires every imported package to be installed.
+        deepspeed = importlib.import_module("deepspeed")
         return deepspeed.zero.GatheredParameters(parameters, modifier_rank=0)
     return contextlib.nullcontext()
 

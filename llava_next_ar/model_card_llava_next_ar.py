@@ -45,7 +45,7 @@ AUTOREGRESSIVE_CONFIG_MEANINGS = {
     "loss_weight": "weight of the auxiliary loss in `loss`",
     "num_heads": "predictor attention heads",
     "num_layers": "predictor layers",
-    "predictor_hidden_size": "predictor width (default: the teacher width `D`; the seed's design: the LLM width)",
+    "predictor_hidden_size": "predictor width (default: the teacher width `D`; the original design: the LLM width)",
     "mlp_ratio": "predictor MLP width / predictor width",
     "use_frame_causal_mask": "frame-level causal attention (`false`: token-level causal, the ablation baseline)",
     "fuse_llm_hidden_states": "cross-attend to LLM hidden states that saw no frame at or after the target",
@@ -165,6 +165,61 @@ def _autoregressive_table(config: Any) -> str:
     return "\n".join(table)
 
 
+PROCESSOR_KINDS = ("chat_template", "prompt", "none")
+
+
+def _use_preamble(processor: str) -> list[str]:
+    if processor not in PROCESSOR_KINDS:
+        raise ValueError(f"`processor` must be one of {PROCESSOR_KINDS}, got {processor!r}")
+    if processor != "none":
+        return []
+    return [
+        "**This checkpoint has no processor** (it was converted from weights without a tokenizer), so "
+        "`AutoProcessor` below fails until you add one: save a `LlavaNextARProcessor` built with "
+        "`LlavaNextARProcessor.from_model_config(model.config, tokenizer)` (from this checkpoint's "
+        "`processing_llava_next_ar.py`) next to the weights.",
+        "",
+    ]
+
+
+def _prompt_lines(processor: str) -> list[str]:
+    if processor == "chat_template":
+        return [
+            'conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]',  # noqa: E501
+            "prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)",
+        ]
+    return [
+        'prompt = f"USER: {processor.video_token}\\nWhat happens? ASSISTANT:"  # the prompt format of training',
+    ]
+
+
+def card_example_problems(folder: str | os.PathLike) -> list[str]:
+    """Why the `## Use` example of the card in `folder` cannot run from the folder's files (empty: it can): no
+    processor/tokenizer saved, or an example that calls `apply_chat_template` on a processor without a chat
+    template. For push checks, before a card that cannot work reaches the Hub."""
+    problems = []
+    card_path = os.path.join(folder, MODEL_CARD_NAME)
+    card = open(card_path, encoding="utf-8").read() if os.path.isfile(card_path) else ""
+    if "AutoProcessor.from_pretrained" in card:
+        if not os.path.isfile(os.path.join(folder, "processor_config.json")):
+            problems.append("the card loads `AutoProcessor` but the folder has no processor_config.json")
+        tokenizer_files = ("tokenizer.json", "tokenizer_config.json")
+        if not any(os.path.isfile(os.path.join(folder, name)) for name in tokenizer_files):
+            problems.append("the card loads `AutoProcessor` but the folder has no tokenizer")
+    if "apply_chat_template" in card:
+        has_template = os.path.isfile(os.path.join(folder, "chat_template.jinja")) or os.path.isfile(
+            os.path.join(folder, "chat_template.json")
+        )
+        for name in ("processor_config.json", "tokenizer_config.json"):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as file:
+                    has_template = has_template or bool(json.load(file).get("chat_template"))
+        if not has_template:
+            problems.append("the card calls `apply_chat_template` but the processor has no chat template")
+    return problems
+
+
 def model_card(
     config: Any,
     base_model: str | None = None,
@@ -172,6 +227,7 @@ def model_card(
     license: str = "apache-2.0",
     extra_metadata: dict[str, str] | None = None,
     repo_id: str | None = None,
+    processor: str = "chat_template",
 ) -> str:
     """
     The model card (`README.md` text) of a LLaVA-NeXT-AR checkpoint.
@@ -185,6 +241,10 @@ def model_card(
         extra_metadata (`dict[str, str]`, *optional*): more top-level metadata, e.g. `license_name`/`license_link`.
         repo_id (`str`, *optional*): used in the code examples; default `REPO_ID_PLACEHOLDER`, which
             `scripts/push_to_hub.py` replaces with the repo id it pushes to.
+        processor (`str`, *optional*, defaults to `"chat_template"`): what the checkpoint's processor can do, so the
+            card's example runs: `"chat_template"` (the example builds the prompt with `apply_chat_template`),
+            `"prompt"` (a processor without a chat template: the example writes the prompt out) or `"none"` (no
+            processor saved: the card says so and shows how to add one; `card_example_problems` flags it).
 
     Returns:
         `str`: YAML front matter and Markdown, ending with a newline.
@@ -234,14 +294,14 @@ def model_card(
         "",
         "## Use",
         "",
+        *_use_preamble(processor),
         "```python",
         "from transformers import AutoModelForImageTextToText, AutoProcessor",
         "",
         f'model = AutoModelForImageTextToText.from_pretrained("{repo}", trust_remote_code=True, dtype="auto")',
         f'processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)',
         "",
-        'conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]',
-        "prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)",
+        *_prompt_lines(processor),
         'batch = processor(text=prompt, videos=clip, return_tensors="pt")  # clip: [T, H, W, 3] frames or a file path',
         'out = model(**batch, labels=batch["input_ids"])                    # batch also holds `video_frames`',
         "out.loss, out.main_loss, out.autoregressive_loss",
@@ -295,4 +355,12 @@ def write_model_card(save_directory: str | os.PathLike, config: Any, base_model:
     return True
 
 
-__all__ = ["model_card", "write_model_card", "MODEL_CARD_NAME", "REPO_ID_PLACEHOLDER", "PIPELINE_TAG", "TAGS"]
+__all__ = [
+    "model_card",
+    "write_model_card",
+    "card_example_problems",
+    "MODEL_CARD_NAME",
+    "REPO_ID_PLACEHOLDER",
+    "PIPELINE_TAG",
+    "TAGS",
+]

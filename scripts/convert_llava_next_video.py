@@ -253,7 +253,8 @@ def convert_processor(source_dir: Path, output_dir: Path, config, copy: bool) ->
     """Save the source's processor as `LlavaNextARProcessor` (or copy its files); returns what was done."""
     present = [name for name in PROCESSOR_FILES if (source_dir / name).is_file()]
     if not present:
-        return "no processor or tokenizer in the source: none saved"
+        return ("no processor or tokenizer in the source: none saved (the model card says so; add a processor "
+                "before using AutoProcessor or pushing)")
     if copy:
         copy_processor_files(source_dir, output_dir, present)
         return f"copied unchanged: {', '.join(present)}"
@@ -301,6 +302,20 @@ def convert_processor(source_dir: Path, output_dir: Path, config, copy: bool) ->
     kept = [name for name in ("video_processor", "image_processor") if parts.get(name) is not None]
     kept_note = f" (kept the source {', '.join(kept)})" if kept else " (default image/video processors)"
     return f"{type(loaded).__name__} -> LlavaNextARProcessor{kept_note}"
+
+
+def processor_kind(folder: Path) -> str:
+    """What the saved processor offers the model card's example: `"none"` (no processor saved), `"prompt"` (no
+    chat template) or `"chat_template"`."""
+    if not (folder / "processor_config.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+        return "none"
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return "chat_template"
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.is_file() and json.loads(path.read_text()).get("chat_template"):
+            return "chat_template"
+    return "prompt"
 
 
 def copy_processor_files(source_dir: Path, output_dir: Path, names: list[str]) -> None:
@@ -363,7 +378,8 @@ def convert(args: argparse.Namespace) -> Path:
     try:
         model.save_pretrained(staging, save_original_format=False)
         processor_note = convert_processor(source_dir, staging, config, args.copy_processor)
-        card = model_card(config, base_model=base_model, license=license, extra_metadata=extra)
+        card = model_card(config, base_model=base_model, license=license, extra_metadata=extra,
+                          processor=processor_kind(staging))
         (staging / MODEL_CARD_NAME).write_text(card, encoding="utf-8")
         if output_dir.exists():
             previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous-", dir=output_dir.parent))

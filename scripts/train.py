@@ -56,6 +56,7 @@ from llava_next_ar import (  # noqa: E402
     LlavaNextARForConditionalGeneration,
     validate_autoregressive_config,
 )
+from llava_next_ar.model_card_llava_next_ar import MODEL_CARD_NAME, model_card  # noqa: E402
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor  # noqa: E402
 from llava_next_ar.training_llava_next_ar import (  # noqa: E402
     LlavaNextARDataCollator,
@@ -192,6 +193,17 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Job
     return model_args, data_args, job_args, training_args
 
 
+PROMPT_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'video' %}<video>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{% if message['role'] != 'user' %}</s>{% endif %} {% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+"""The tiny model's chat template: the `USER: <video>\n... ASSISTANT:` format of `DEFAULT_PROMPT` and the
+manifests' `conversations`, so the model card's `apply_chat_template` example works on its checkpoints."""
+
+
 def build_tiny_model_and_processor(
     model_args: ModelArguments, words: list[str], autoregressive_config: dict
 ) -> tuple[LlavaNextARForConditionalGeneration, LlavaNextARProcessor]:
@@ -224,7 +236,7 @@ def build_tiny_model_and_processor(
         autoregressive_config={"num_heads": 4, "num_layers": 2, **autoregressive_config},
     )
     model = LlavaNextARForConditionalGeneration(config)
-    return model, LlavaNextARProcessor.from_model_config(config, tokenizer)
+    return model, LlavaNextARProcessor.from_model_config(config, tokenizer, chat_template=PROMPT_CHAT_TEMPLATE)
 
 
 def plot_losses(log_history: list[dict], path: Path) -> None:
@@ -417,6 +429,13 @@ processor = AutoProcessor.from_pretrained("{base}", trust_remote_code=True)
 """
 
 
+def write_card(folder: Path, config: LlavaNextARConfig, processor: LlavaNextARProcessor) -> None:
+    """(Re)write the model card once the processor is saved, so its example matches the processor (with or without
+    a chat template); `save_pretrained` of the model alone cannot know."""
+    kind = "chat_template" if processor.chat_template else "prompt"
+    (folder / MODEL_CARD_NAME).write_text(model_card(config, processor=kind), encoding="utf-8")
+
+
 def save_final(trainer: Trainer, processor: LlavaNextARProcessor, model_args: ModelArguments, output_dir: Path):
     """Save `<output_dir>/final`, a complete remote-code checkpoint (model + processor + card). With LoRA, `final/`
     holds the merged model, and `<output_dir>/adapter` the adapter alone, whose `base_model_name_or_path` points at
@@ -426,6 +445,7 @@ def save_final(trainer: Trainer, processor: LlavaNextARProcessor, model_args: Mo
     if not model_args.use_lora:
         unwrapped.save_pretrained(final)
         processor.save_pretrained(final)
+        write_card(final, unwrapped.config, processor)
         return final, unwrapped
     base_path = model_args.model_name_or_path or str((output_dir / "base").resolve())  # saved before training
     unwrapped.peft_config["default"].base_model_name_or_path = base_path
@@ -435,6 +455,7 @@ def save_final(trainer: Trainer, processor: LlavaNextARProcessor, model_args: Mo
     merged = unwrapped.merge_and_unload()
     merged.save_pretrained(final)
     processor.save_pretrained(final)
+    write_card(final, merged.config, processor)
     print(f"saved the LoRA adapter to {adapter} (base model: {base_path}); final/ holds the merged model")
     return final, merged
 

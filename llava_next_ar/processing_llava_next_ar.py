@@ -498,8 +498,26 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
     # ------------------------------------------------------------------------------------------------------------
     # Videos
 
+    @classmethod
+    def from_args_and_dict(cls, args, processor_dict: dict[str, Any], **kwargs):
+        """As the base; a `fast_slow_preset` given to `from_pretrained` replaces the saved settings it decides
+        (those not also given), instead of conflicting with them."""
+        if kwargs.get("fast_slow_preset") is not None:
+            processor_dict = {
+                key: value for key, value in processor_dict.items() if key not in PRESET_KEYS or key in kwargs
+            }
+        return super().from_args_and_dict(args, processor_dict, **kwargs)
+
     def prepare_inputs_layout(self, images=None, text=None, videos=None, audio=None, **kwargs):
-        """As the base, plus `videos` flattened to a list of clips: `str` paths (checked to exist) and 4-D tensors."""
+        """As the base, plus `videos` flattened to a list of clips: `str` paths (checked to exist) and 4-D tensors.
+        Sampler settings given to a call raise (they would be ignored): they belong to the processor."""
+        per_call = [key for key in ("fast_slow_preset", *SAMPLER_KEYS) if key in kwargs]
+        if per_call:
+            raise ValueError(
+                f"{per_call} are settings of the processor, not of a call: load it with them "
+                "(`from_pretrained(path, fast_slow_preset=...)`) or build it with `from_model_config(config, "
+                "tokenizer, ...)`"
+            )
         images, text, _, audio = super().prepare_inputs_layout(images=images, text=text, videos=None, audio=audio)
         if videos is not None:
             videos = self._flatten_videos(videos)

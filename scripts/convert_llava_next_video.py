@@ -215,6 +215,12 @@ def load_model(source_dir: Path, config, dtype: str):
 
     from llava_next_ar import LlavaNextARForConditionalGeneration
 
+    from transformers.utils import logging as transformers_logging
+
+    # transformers' load report would list every predictor tensor as MISSING; they are meant to be new, and the
+    # checks below turn anything else that is missing, unexpected or mismatched into a plain message.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
     try:
         model, info = LlavaNextARForConditionalGeneration.from_pretrained(
             source_dir,
@@ -224,6 +230,8 @@ def load_model(source_dir: Path, config, dtype: str):
         )
     except OSError as error:  # no weights, unreadable files
         raise ConversionError(f"cannot load the source weights from {source_dir}: {error}")
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     missing = sorted(info.get("missing_keys", []))
     broken = [key for key in missing if not key.startswith("autoregressive_module.predictor.")]
     if broken:
@@ -361,10 +369,12 @@ def convert(args: argparse.Namespace) -> Path:
     if source_type == "llava_next_video":
         check_teacher_is_vision_tower(model)
     teacher = getattr(getattr(model, "autoregressive_module", None), "teacher", None)
-    print(
-        f"newly initialised (predictor): {len(missing)} tensors; teacher: "
-        + ("none" if teacher is None else "copy of the vision tower" if source_type == "llava_next_video" else "kept")
-    )
+    if missing:
+        print(f"the predictor is new ({len(missing)} tensors, randomly initialised, as intended: the source has "
+              "none); every other weight comes from the source")
+    print("teacher: " + (
+        "none" if teacher is None else "a copy of the vision tower" if source_type == "llava_next_video" else "kept"
+    ))
     if unexpected:
         print(f"warning: {len(unexpected)} source weight(s) not used: {unexpected[:8]}")
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.hf_argparser import string_to_bool
 
 
@@ -66,6 +66,11 @@ from llava_next_ar.training_llava_next_ar import (  # noqa: E402
 
 
 logger = logging.getLogger("train")
+
+# The package's config class, known to AutoConfig in this process: AutoTokenizer (inside the processor's
+# from_pretrained) reads a checkpoint's config.json first, and without this it falls back to a bare config with
+# "You are using a model of type `llava_next_ar` to instantiate a model of type ``" on every load.
+AutoConfig.register(LlavaNextARConfig.model_type, LlavaNextARConfig, exist_ok=True)
 
 
 @dataclass
@@ -217,7 +222,7 @@ def build_tiny_model_and_processor(
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-        extra_special_tokens=["<image>", "<video>"], padding_side="right",
+        extra_special_tokens=["<image>", "<video>"], padding_side="left",  # the collator pads right for training
     )
     size, width = model_args.tiny_image_size, model_args.tiny_hidden_size
     config = LlavaNextARConfig(
@@ -372,9 +377,8 @@ def check_output_dir(training_args: TrainingArguments, job_args: JobArguments) -
     output_dir = Path(training_args.output_dir)
     if not output_dir.is_dir() or training_args.resume_from_checkpoint or job_args.overwrite_output_dir:
         return
-    old = sorted(
-        p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint-") or p.name in ("final", "adapter", "base")
-    )
+    runs = ("final", "adapter", "base")
+    old = sorted(p.name for p in output_dir.iterdir() if p.name.startswith("checkpoint-") or p.name in runs)
     if old:
         raise ConfigError(
             f"output_dir {output_dir} already holds a run ({', '.join(old)}): pick a new output_dir, resume it with "
@@ -442,6 +446,7 @@ def save_final(trainer: Trainer, processor: LlavaNextARProcessor, model_args: Mo
     a saved base (`--model_name_or_path`, or `<output_dir>/base` for the locally built tiny model)."""
     final = output_dir / "final"
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    processor.tokenizer.padding_side = "left"  # saved for batched `generate`; the collator pads right for training
     if not model_args.use_lora:
         unwrapped.save_pretrained(final)
         processor.save_pretrained(final)

@@ -19,14 +19,14 @@ LOCK="constraints/$WHICH.txt"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-# The requirements of llava-next-ar[train,test] from pyproject.toml, adjusted for WHICH (the package itself is not
+# The requirements of llava-next-ar[train,test,deepspeed] from pyproject.toml, adjusted for WHICH (the package itself is not
 # installed, so it never appears in the lock).
 python3 - "$WHICH" "$FLOORED" > "$TMP/requirements.txt" <<'EOF'
 import re, sys, tomllib
 
 which, floored = sys.argv[1], {name.replace("_", "-") for name in sys.argv[2].split()}
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-declared = project["dependencies"] + project["optional-dependencies"]["train"] + project["optional-dependencies"]["test"]
+declared = project["dependencies"] + sum((project["optional-dependencies"][extra] for extra in ("train", "test", "deepspeed")), [])
 for requirement in declared:
     requirement, _, marker = requirement.partition(";")
     name, extras, spec = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*(\[[^]]*\])?\s*(.*?)\s*", requirement).groups()
@@ -53,7 +53,7 @@ PY="$TMP/venv/bin/python"
 
 mkdir -p constraints
 {
-    echo "# Every dependency of llava-next-ar[train,test] for LLAVA_NEXT_AR_ENV=$WHICH, pinned. scripts/setup_env.sh installs with"
+    echo "# Every dependency of llava-next-ar[train,test,deepspeed] for LLAVA_NEXT_AR_ENV=$WHICH, pinned. scripts/setup_env.sh installs with"
     echo "# \`pip install -c <this file>\`. Written by \`bash scripts/refresh_constraints.sh $WHICH\`"
     echo "# on $(date -u +%F) with Python $("$PY" -c 'import platform; print(platform.python_version(), platform.machine())')"
     echo "# from the requirements (torch and torchvision pinned by hand):"
@@ -74,7 +74,7 @@ for line in open(sys.argv[1]):
         lock[re.sub(r"[-_.]+", "-", name).lower()] = version
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 outside = []
-for text in project["dependencies"] + [r for extra in ("train", "test") for r in project["optional-dependencies"][extra]]:
+for text in project["dependencies"] + [r for extra in ("train", "test", "deepspeed") for r in project["optional-dependencies"][extra]]:
     requirement = Requirement(text)
     version = lock.get(re.sub(r"[-_.]+", "-", requirement.name).lower())
     if version is not None and not requirement.specifier.contains(version, prereleases=True):

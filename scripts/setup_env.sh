@@ -5,7 +5,7 @@
 #   LLAVA_NEXT_AR_ENV=oldest            constraints/oldest.txt  .venv-oldest  the lower bounds pyproject.toml declares
 # LLAVA_NEXT_AR_VENV overrides the venv folder. torch 2.14.1 + torchvision 0.29.1 go in first (from the local wheel
 # cache on these machines; an unpinned torch would pull a multi-GB CUDA build), then this package (editable) with its
-# training and test extras. Afterwards the venv is compared with the lock: any difference is an error when CI=true and a
+# training, test and deepspeed extras. Afterwards the venv is compared with the lock: any difference is an error when CI=true and a
 # warning otherwise (e.g. extra packages in a reused venv). Locks are rewritten by scripts/refresh_constraints.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,7 +22,7 @@ fi
 PY="$VENV/bin/python"
 echo "setup_env.sh: $LLAVA_NEXT_AR_ENV environment in $VENV, pinned by $LOCK" >&2
 "$PY" -m pip install --quiet --disable-pip-version-check -c "$LOCK" "torch==2.14.1" "torchvision==0.29.1"
-"$PY" -m pip install --quiet --disable-pip-version-check -c "$LOCK" -e ".[train,test]"
+"$PY" -m pip install --quiet --disable-pip-version-check -c "$LOCK" -e ".[train,test,deepspeed]"
 "$PY" -m pip freeze --exclude-editable --disable-pip-version-check 2>/dev/null | "$PY" -c '
 import os, re, sys
 

@@ -31,7 +31,7 @@ def lock(which: str) -> dict[str, str]:
 def declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return [Requirement(text) for text in project["dependencies"] + extras["train"] + extras["test"]]
+    return [Requirement(text) for text in project["dependencies"] + extras["train"] + extras["test"] + extras["deepspeed"]]
 
 
 @pytest.mark.parametrize("which", ["newest", "oldest"])

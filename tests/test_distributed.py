@@ -58,7 +58,8 @@ def test_zero3_teacher_is_the_tower_after_loading_a_plain_checkpoint_and_buildin
     """DeepSpeed ZeRO-3 (2 processes, CPU accelerator, gloo): parameters are partitioned at construction, so the
     teacher must be copied from the gathered tower after the weights are loaded (`from_pretrained` of a plain
     LLaVA-NeXT-Video checkpoint) or initialised (`from_config`), never from empty partitions."""
-    pytest.importorskip("deepspeed", reason="DeepSpeed is the optional [deepspeed] extra")
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):  # CI installs the [deepspeed] extra
+        pytest.importorskip("deepspeed", reason="DeepSpeed is the optional [deepspeed] extra")
     import torch
     from helpers import tiny_model
     from test_modeling import base_twin

@@ -13,11 +13,20 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
+def free_port() -> str:
+    """A port no one listens on now (fixed ports collide when two test runs share a machine)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 def test_accelerate_launch_ddp_two_processes(tmp_path):
     """2 CPU processes: finite losses on every logging step, identical weights on both ranks, teacher frozen."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
         str(HERE / "distributed" / "ddp_worker.py"), str(tmp_path),
     ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -42,7 +51,7 @@ def test_fsdp2_sharding_matches_one_process(tmp_path):
     unsharded process on both ranks' data; the teacher is sharded like any module and stays unchanged."""
     report_path = tmp_path / "fsdp.json"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
         str(HERE / "distributed" / "fsdp_worker.py"), str(report_path),
     ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -67,7 +76,7 @@ def test_zero3_teacher_is_the_tower_after_loading_a_plain_checkpoint_and_buildin
     plain = tmp_path / "plain"
     base_twin(tiny_model(dtype=torch.float32)).to(torch.float32).save_pretrained(plain)
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
         str(HERE / "distributed" / "zero3_worker.py"), str(plain), str(tmp_path),
     ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}

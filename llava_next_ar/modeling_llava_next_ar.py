@@ -597,6 +597,29 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             for name in names:
                 targets[name].copy_(sources[name])
 
+    def export_base_model(self) -> LlavaNextVideoForConditionalGeneration:
+        """
+        This model as a stock `LlavaNextVideoForConditionalGeneration` sharing its modules (no weight is copied): the
+        vision tower, projector, LLM and `lm_head`; not the teacher or predictor. Its config is this one without
+        `autoregressive_config` and `auto_map` (`model_type` `llava_next_video`), with the same attention
+        implementations; its `generation_config` is a copy of this one's. It computes what this model computes without
+        the objective, and its `save_pretrained` writes a checkpoint stock transformers loads without
+        `trust_remote_code` (`scripts/export_base.py` adds the processor and a card). Merge LoRA adapters first.
+        """
+        import copy
+
+        dropped = ("autoregressive_config", "auto_map", "model_type", "architectures")
+        config = {key: value for key, value in self.config.to_dict().items() if key not in dropped}
+        config = LlavaNextVideoForConditionalGeneration.config_class.from_dict(config)
+        config._attn_implementation = {"": self.config._attn_implementation} | {
+            name: getattr(self.config, name)._attn_implementation for name in config.sub_configs
+        }
+        with torch.device("meta"):  # allocates nothing: the modules are replaced by ours
+            base = LlavaNextVideoForConditionalGeneration(config)
+        base.model, base.lm_head = self.model, self.lm_head
+        base.generation_config = copy.deepcopy(self.generation_config)
+        return base.train(self.training)
+
     def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True):
         # `from_pretrained` passes the keys the checkpoint lacked: a teacher missing from it (a plain LLaVA-NeXT-Video
         # checkpoint) becomes a copy of the loaded vision tower, never random (`_keys_to_ignore_on_load_missing`

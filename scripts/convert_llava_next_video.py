@@ -23,6 +23,7 @@ no output behind. Exit codes: 0 done, 2 bad arguments or source, 1 anything else
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -345,6 +346,31 @@ def _auto_map_references(auto_map) -> list[str]:
     return [item for item in flat if isinstance(item, str) and "--" not in item]
 
 
+@contextlib.contextmanager
+def staged_folder(output_dir: Path, purpose: str):
+    """
+    Yield a new folder next to `output_dir` to write into; when the block succeeds it replaces `output_dir` (renamed
+    into place), when anything fails it is deleted, so a failure leaves no output behind.
+    """
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.{purpose}-", dir=output_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary folder
+    try:
+        yield staging
+        if output_dir.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous-", dir=output_dir.parent))
+            output_dir.rename(previous / output_dir.name)
+            staging.rename(output_dir)
+            shutil.rmtree(previous)
+        else:
+            staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def convert(args: argparse.Namespace) -> Path:
     overrides = parse_overrides(args.autoregressive_config, args.set_values)
     output_dir = Path(args.output_dir).expanduser().resolve()
@@ -380,27 +406,12 @@ def convert(args: argparse.Namespace) -> Path:
 
     from llava_next_ar.model_card_llava_next_ar import MODEL_CARD_NAME, model_card
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.converting-", dir=output_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary folder
-    try:
+    with staged_folder(output_dir, "converting") as staging:
         model.save_pretrained(staging, save_original_format=False)
         processor_note = convert_processor(source_dir, staging, config, args.copy_processor)
         card = model_card(config, base_model=base_model, license=license, extra_metadata=extra,
                           processor=processor_kind(staging))
         (staging / MODEL_CARD_NAME).write_text(card, encoding="utf-8")
-        if output_dir.exists():
-            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous-", dir=output_dir.parent))
-            output_dir.rename(previous / output_dir.name)
-            staging.rename(output_dir)
-            shutil.rmtree(previous)
-        else:
-            staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     print(f"processor: {processor_note}")
     print(f"base_model: {base_model}; license: {license}")
     print(f"saved {output_dir}: {', '.join(sorted(path.name for path in output_dir.iterdir()))}")

@@ -371,6 +371,31 @@ def dependency_site_dirs() -> list[str]:
     return list(dict.fromkeys(dirs + site.getsitepackages()))
 
 
+def run_as_stranger(code: str, params: dict, tmp_path: Path, **env: str) -> dict:
+    """
+    Run `code` with `params.json` (`params` plus `site_dirs`) in a fresh `python -I -S` process, offline, in an empty
+    folder, with no HF_/PYTHON variables but `env`: only transformers, torch and their dependencies are importable.
+    Returns the JSON report it prints after `STRANGER `.
+    """
+    (tmp_path / "params.json").write_text(json.dumps({**params, "site_dirs": dependency_site_dirs()}))
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING", "PYTHON"))}
+    environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **env)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(tmp_path / "params.json")],
+        cwd=elsewhere,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("STRANGER "))
+    print(line)
+    return json.loads(line.removeprefix("STRANGER "))
+
+
 def test_fresh_process_without_the_package_loads_checkpoints_from_folder_and_hub_cache(checkpoints, tmp_path):
     hf_home = checkpoints["hf_home"]
     cached = scan_cache_dir(hf_home / "hub")  # huggingface_hub reads our layout as its own
@@ -380,7 +405,6 @@ def test_fresh_process_without_the_package_loads_checkpoints_from_folder_and_hub
     assert {file.file_name for file in revision.files} == {path.name for path in checkpoints["saved"].iterdir()}
 
     params = {
-        "site_dirs": dependency_site_dirs(),
         "reference": str(checkpoints["root"] / "reference.pt"),
         "fields": list(OUTPUT_FIELDS),
         "placeholder": REPO_ID_PLACEHOLDER,
@@ -390,23 +414,7 @@ def test_fresh_process_without_the_package_loads_checkpoints_from_folder_and_hub
             "converted": str(checkpoints["converted"]),
         },
     }
-    (tmp_path / "params.json").write_text(json.dumps(params))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING", "PYTHON"))}
-    env.update(HF_HOME=str(hf_home), HF_HUB_CACHE=str(hf_home / "hub"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", STRANGER, str(tmp_path / "params.json")],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("STRANGER "))
-    print(line)
-    report = json.loads(line.removeprefix("STRANGER "))
+    report = run_as_stranger(STRANGER, params, tmp_path, HF_HOME=str(hf_home), HF_HUB_CACHE=str(hf_home / "hub"))
 
     assert report.pop("llava_next_ar_modules") == []
     for label, entry in report.items():

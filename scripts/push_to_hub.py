@@ -1,17 +1,21 @@
 # Copyright 2026 The LLaVA-NeXT-AR Authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
 """
-Push a LLaVA-NeXT-AR checkpoint folder (model, processor, remote code, model card) to the Hugging Face Hub.
+Push a LLaVA-NeXT-AR checkpoint folder (model, processor, remote code, model card), or its plain LLaVA-NeXT-Video
+export (`scripts/export_base.py`), to the Hugging Face Hub.
 
     python scripts/push_to_hub.py out/final --repo-id my-org/llava-next-ar-7b --dry-run    # look first
     python scripts/push_to_hub.py out/final --repo-id my-org/llava-next-ar-7b --private
     python scripts/push_to_hub.py out/final --repo-id my-org/llava-next-ar-7b --create-pr --commit-message "v2"
+    python scripts/push_to_hub.py out/served --repo-id my-org/llava-next-video-7b-ar       # an export, its own repo
+    python scripts/push_to_hub.py out/served --repo-id my-org/llava-next-ar-7b --revision served   # or a branch
 
-The folder is validated first: `config.json` with an `auto_map` for `AutoConfig`, `AutoModel` and
-`AutoModelForImageTextToText`; every `.py` file an `auto_map` (model or processor) names, and every file those import
-relatively; safetensors weights (all shards of an index); a `README.md` model card. Pickle files (`*.bin`, `*.pt`,
-`*.pth`, `*.pkl`: optimizer/scheduler/RNG state, `training_args.bin`), hidden files, `__pycache__` and `checkpoint-*`
-sub-folders are never uploaded. In the card, the placeholder `path/or/repo-id` becomes `--repo-id`.
+The folder is validated first. A LLaVA-NeXT-AR checkpoint needs `config.json` with an `auto_map` for `AutoConfig`,
+`AutoModel` and `AutoModelForImageTextToText`, every `.py` file an `auto_map` (model or processor) names, and every
+file those import relatively. An export (`model_type` `llava_next_video`) must need no remote code: no `auto_map`, no
+`.py` file. Both need safetensors weights (all shards of an index) and a `README.md` model card. Pickle files (`*.bin`,
+`*.pt`, `*.pth`, `*.pkl`: optimizer/scheduler/RNG state, `training_args.bin`), hidden files, `__pycache__` and
+`checkpoint-*` sub-folders are never uploaded. In the card, the placeholder `path/or/repo-id` becomes `--repo-id`.
 
 `--dry-run` prints exactly the files (path in the repo, size in bytes) and the card that would go up, reads no token
 and makes no network call. A real run creates the repo if needed (`--private` applies only then), creates the
@@ -38,10 +42,17 @@ NEVER_UPLOADED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.pyc", "*.ckp
 """Pickle-based files (weights go up as safetensors only) and bytecode."""
 NEVER_UPLOADED_DIRS = ("__pycache__", "checkpoint-*", "global_step*", "runs")
 DEFAULT_COMMIT_MESSAGE = "Upload LLaVA-NeXT-AR checkpoint"
+EXPORT_MODEL_TYPE = "llava_next_video"
+"""`model_type` of a plain LLaVA-NeXT-Video export (`scripts/export_base.py`), pushed without remote code."""
+EXPORT_COMMIT_MESSAGE = "Upload LLaVA-NeXT-Video checkpoint exported from LLaVA-NeXT-AR"
+KINDS = {
+    EXPORT_MODEL_TYPE: "plain LLaVA-NeXT-Video checkpoint (llava_next_video, no remote code)",
+    "llava_next_ar": "LLaVA-NeXT-AR checkpoint (remote code, trust_remote_code=True)",
+}
 
 
 class CheckpointError(Exception):
-    """The folder is not a complete remote-code checkpoint, or the arguments are invalid (exit code 2)."""
+    """The folder is not a complete checkpoint to push, or the arguments are invalid (exit code 2)."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,7 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0].strip(),
         epilog="Token: HF_TOKEN or `hf auth login`; never printed. Run with --dry-run first.",
     )
-    parser.add_argument("checkpoint", help="checkpoint folder (model.save_pretrained + processor.save_pretrained)")
+    parser.add_argument(
+        "checkpoint",
+        help="checkpoint folder (model.save_pretrained + processor.save_pretrained, or scripts/export_base.py output)",
+    )
     parser.add_argument("--repo-id", required=True, help="target model repo, e.g. my-org/llava-next-ar-7b")
     parser.add_argument(
         "--private", action="store_true", help="create the repo private (no effect on an existing repo)"
@@ -59,7 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--create-pr", action="store_true", help="open a pull request (against --revision, else main), not a commit"
     )
-    parser.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE, help="commit / pull request title")
+    parser.add_argument(
+        "--commit-message",
+        default=None,
+        help=f"commit / pull request title (default: {DEFAULT_COMMIT_MESSAGE!r}, or for an export "
+        f"{EXPORT_COMMIT_MESSAGE!r})",
+    )
     parser.add_argument(
         "--exclude",
         action="append",
@@ -113,8 +132,8 @@ def _relative_imports(source: str) -> list[str]:
     return modules
 
 
-def validate_checkpoint(folder: Path, files: list[tuple[str, Path]]) -> list[str]:
-    """Raise `CheckpointError` listing every problem; return the remote-code files in use."""
+def validate_checkpoint(folder: Path, files: list[tuple[str, Path]]) -> tuple[str, list[str]]:
+    """Raise `CheckpointError` listing every problem; return the `model_type` and the remote-code files in use."""
     uploaded = {name for name, _ in files}
     config_file = folder / "config.json"
     if not config_file.is_file():
@@ -124,9 +143,10 @@ def validate_checkpoint(folder: Path, files: list[tuple[str, Path]]) -> list[str
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{config_file} is not valid JSON: {error}")
     problems = []
+    export = config.get("model_type") == EXPORT_MODEL_TYPE
     auto_map = config.get("auto_map") or {}
     missing_classes = [name for name in REQUIRED_AUTO_CLASSES if name not in auto_map]
-    if missing_classes:
+    if missing_classes and not export:
         problems.append(
             f"config.json auto_map lacks {missing_classes} (has {sorted(auto_map)}): save it with "
             "LlavaNextARForConditionalGeneration.save_pretrained so trust_remote_code can load it"
@@ -145,6 +165,14 @@ def validate_checkpoint(folder: Path, files: list[tuple[str, Path]]) -> list[str
                 for entry in nested:
                     modules.update(_auto_map_modules(entry.get("auto_map")))
     pending, code_files = sorted(modules), []
+    if export:  # served by stock transformers: nothing may ask for trust_remote_code
+        remote = sorted({f"{module}.py" for module in modules} | {name for name in uploaded if name.endswith(".py")})
+        if remote or auto_map:
+            problems.append(
+                f"a plain {EXPORT_MODEL_TYPE} checkpoint needs no remote code, but this one has auto_map entries or "
+                f"code files ({remote}): export it again with scripts/export_base.py"
+            )
+        pending = []
     while pending:
         module = pending.pop()
         file_name = f"{module}.py"
@@ -174,14 +202,16 @@ def validate_checkpoint(folder: Path, files: list[tuple[str, Path]]) -> list[str
     else:
         problems.append("no weights: expected model.safetensors or model.safetensors.index.json with its shards")
 
-    if MODEL_CARD_NAME not in uploaded:
+    if MODEL_CARD_NAME not in uploaded and export:
+        problems.append("no README.md model card: scripts/export_base.py writes one")
+    elif MODEL_CARD_NAME not in uploaded:
         problems.append(
             "no README.md model card: LlavaNextARForConditionalGeneration.save_pretrained writes one, or call "
             "llava_next_ar.model_card_llava_next_ar.write_model_card(folder, model.config)"
         )
     if problems:
         raise CheckpointError(f"{folder} is not ready to push:\n  - " + "\n  - ".join(problems))
-    return sorted(code_files)
+    return config.get("model_type"), sorted(code_files)
 
 
 def human_size(num_bytes: int) -> str:
@@ -194,7 +224,7 @@ def human_size(num_bytes: int) -> str:
 
 
 def plan(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], list[str], str]:
-    """Validate and return (files, skipped, model card text as uploaded)."""
+    """Validate and return (files, skipped, model card text as uploaded); fill in the default commit message."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -206,7 +236,10 @@ def plan(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], list[str], s
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     files, skipped = select_files(folder, args.exclude)
-    validate_checkpoint(folder, files)
+    model_type, _ = validate_checkpoint(folder, files)
+    args.kind = KINDS.get(model_type, f"{model_type} checkpoint")
+    if args.commit_message is None:
+        args.commit_message = EXPORT_COMMIT_MESSAGE if model_type == EXPORT_MODEL_TYPE else DEFAULT_COMMIT_MESSAGE
     card = (folder / MODEL_CARD_NAME).read_text(encoding="utf-8").replace(REPO_ID_PLACEHOLDER, args.repo_id)
     return files, skipped, card
 
@@ -218,6 +251,7 @@ def describe(args: argparse.Namespace, files: list[tuple[str, Path]], skipped: l
     width = max(len(str(path.stat().st_size)) for _, path in files)
     lines = [
         f"Push {Path(args.checkpoint)} to model repo {target}",
+        f"checkpoint: {args.kind}",
         f"repo visibility if created: {'private' if args.private else 'the account default'}",
         f"commit message: {args.commit_message}",
         f"{len(files)} files, {total} bytes ({human_size(total)}):",

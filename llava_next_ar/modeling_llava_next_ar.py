@@ -59,38 +59,52 @@ TEACHER_PREFIX = "autoregressive_module.teacher."
 
 
 @dataclass
-class LlavaNextARCausalLMOutputWithPast(LlavaNextVideoCausalLMOutputWithPast):
-    r"""
-    loss (`torch.FloatTensor` of shape `()`, *optional*):
-        `main_loss + autoregressive_loss`, or whichever of the two was computed.
-    main_loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
-        Language-modelling (next-token) loss, as the base model computes it.
-    autoregressive_loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `video_frames` is given):
-        `loss_weight * autoregressive_frame_losses.mean()`.
-    autoregressive_frame_losses (`torch.FloatTensor` of shape `(batch_size, num_frames - 1)`, *optional*):
-        Unweighted MSE of each predicted frame (frames `1..T-1` of `video_frames`, in source-time order).
-    """
-
-    main_loss: torch.FloatTensor | None = None
-    autoregressive_loss: torch.FloatTensor | None = None
-    autoregressive_frame_losses: torch.FloatTensor | None = None
-
-
-@dataclass
 class LlavaNextARReconstructionOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `()`): weighted auxiliary loss, `loss_weight * frame_losses.mean()`.
     frame_losses (`torch.FloatTensor` of shape `(batch_size, num_frames - 1)`): unweighted MSE per predicted frame.
     predictions (`torch.FloatTensor` of shape `(batch_size, num_frames - 1, num_patches, embedding_dim)`):
         predicted teacher features of frames `1..T-1`.
-    targets (`torch.FloatTensor` of shape `(batch_size, num_frames - 1, num_patches, embedding_dim)`):
-        teacher features of frames `1..T-1` (detached).
+    teacher_features (`torch.FloatTensor` of shape `(batch_size, num_frames, num_patches, embedding_dim)`):
+        the teacher's features of all `T` frames (detached): frames `0..T-2` are the context, `1..T-1` the targets.
+    context_frame_indices (`torch.LongTensor` of shape `(batch_size, num_frames - 1)`):
+        source-time index of the context frame each prediction starts from.
+    target_frame_indices (`torch.LongTensor` of shape `(batch_size, num_frames - 1)`):
+        source-time index of the frame each prediction predicts.
     """
 
     loss: torch.FloatTensor | None = None
     frame_losses: torch.FloatTensor | None = None
     predictions: torch.FloatTensor | None = None
-    targets: torch.FloatTensor | None = None
+    teacher_features: torch.FloatTensor | None = None
+    context_frame_indices: torch.LongTensor | None = None
+    target_frame_indices: torch.LongTensor | None = None
+
+    @property
+    def targets(self) -> torch.FloatTensor:
+        """Teacher features of frames `1..T-1`, `(batch_size, num_frames - 1, num_patches, embedding_dim)`."""
+        return self.teacher_features[:, 1:]
+
+
+@dataclass
+class LlavaNextARCausalLMOutputWithPast(LlavaNextVideoCausalLMOutputWithPast):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        `main_loss + autoregressive_loss`, or whichever of the two was computed.
+    main_loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+        Language-modelling (next-token) loss, as the base model computes it.
+    autoregressive_loss (`torch.FloatTensor` of shape `()`, *optional*, returned when the objective runs):
+        `loss_weight * autoregressive_frame_losses.mean()`.
+    autoregressive_frame_losses (`torch.FloatTensor` of shape `(batch_size, num_frames - 1)`, *optional*):
+        Unweighted MSE of each predicted frame (frames `1..T-1` of `video_frames`, in source-time order).
+    autoregressive_output ([`LlavaNextARReconstructionOutput`], *optional*, returned with `output_autoregressive=True`):
+        The objective's predictions, teacher features and frame indices.
+    """
+
+    main_loss: torch.FloatTensor | None = None
+    autoregressive_loss: torch.FloatTensor | None = None
+    autoregressive_frame_losses: torch.FloatTensor | None = None
+    autoregressive_output: LlavaNextARReconstructionOutput | None = None
 
 
 def gathered(parameters: list[nn.Parameter]) -> contextlib.AbstractContextManager:
@@ -464,14 +478,16 @@ class LlavaNextARReconstructionModule(nn.Module):
         predictions = self.predictor(
             features[:, :-1], context_times, target_times, memory, memory_index, memory_mask
         )
-        targets = features[:, 1:].detach()
+        features = features.detach()
         loss_dtype = torch.promote_types(predictions.dtype, torch.float32)
-        frame_losses = (predictions.to(loss_dtype) - targets.to(loss_dtype)).pow(2).mean(dim=(-2, -1))
+        frame_losses = (predictions.to(loss_dtype) - features[:, 1:].to(loss_dtype)).pow(2).mean(dim=(-2, -1))
         return LlavaNextARReconstructionOutput(
             loss=self.loss_weight * frame_losses.mean(),
             frame_losses=frame_losses,
             predictions=predictions,
-            targets=targets,
+            teacher_features=features,
+            context_frame_indices=context_times,
+            target_frame_indices=target_times,
         )
 
     def compute_autoregressive_loss(
@@ -790,14 +806,16 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         video_frames: torch.Tensor | None = None,
         video_frame_indices: torch.LongTensor | None = None,
         llm_frame_indices: torch.LongTensor | None = None,
+        output_autoregressive: bool = False,
         **kwargs,
     ) -> LlavaNextARCausalLMOutputWithPast:
         r"""
         video_frames (`torch.FloatTensor` of shape `(batch_size, num_frames, channels, height, width)`, *optional*):
             Frames for the next-frame objective, in source-time order, preprocessed like `pixel_values_videos`.
             Frames `0..T-2` are the context, frames `1..T-1` the targets. The objective runs when `video_frames` is
-            given and the call trains: `labels` are given or the model is in training mode (inference, including
-            `generate`, never pays for it). Ignored when `autoregressive_config.enabled` is `False`.
+            given and the call trains (`labels` are given or the model is in training mode) or asks for it
+            (`output_autoregressive=True`): inference, including `generate`, never pays for it. Ignored when
+            `autoregressive_config.enabled` is `False`.
         video_frame_indices (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
             Strictly increasing source-time indices of `video_frames` (default `0..T-1`).
         llm_frame_indices (`torch.LongTensor` of shape `(batch_size, num_llm_frames)`, *optional*):
@@ -806,6 +824,9 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             `video_frames` (the same pixels; the processor omits `llm_frame_indices` exactly then). A frozen vision
             tower equal to the teacher then computes the teacher's features once, in the LLM's forward, instead of
             twice; pass `llm_frame_indices` when the LLM sees other frames or other pixels (e.g. augmented).
+        output_autoregressive (`bool`, *optional*, defaults to `False`):
+            Run the objective (with `video_frames`) and return its predictions, teacher features and frame indices as
+            `autoregressive_output`, e.g. to evaluate the predictor at inference.
 
         Every other argument (`cache`/`past_key_values`, `position_ids`, `use_cache`, `logits_to_keep`, ...) goes to
         [`LlavaNextVideoForConditionalGeneration.forward`] unchanged.
@@ -821,7 +842,7 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             **kwargs,
         )
         module = getattr(self, "autoregressive_module", None)
-        if module is None or video_frames is None or not (self.training or labels is not None):
+        if module is None or video_frames is None or not (self.training or labels is not None or output_autoregressive):
             outputs = super().forward(**inputs, return_dict=True)
             return LlavaNextARCausalLMOutputWithPast(**outputs, main_loss=outputs.loss)
 
@@ -885,6 +906,7 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             main_loss=main_loss,
             autoregressive_loss=autoregressive.loss,
             autoregressive_frame_losses=autoregressive.frame_losses,
+            autoregressive_output=autoregressive if output_autoregressive else None,
         )
 
 LlavaNextARForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")

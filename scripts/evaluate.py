@@ -179,86 +179,59 @@ def heldout_rows(
     return rows
 
 
-def tower_features(model, video_frames: torch.Tensor) -> torch.Tensor:
-    """`[B, T, 3, H, W]` -> `[B, T, P, D]` with the (live) vision tower, selected as the teacher would select them
-    (for checkpoints without an autoregressive module)."""
-    tower = model.model.vision_tower
-    layer, strategy = model.config.vision_feature_layer, model.config.vision_feature_select_strategy
-    batch, frames = video_frames.shape[:2]
-    hidden = tower(video_frames.flatten(0, 1).to(model.dtype), output_hidden_states=True).hidden_states
-    features = hidden[layer] if isinstance(layer, int) else torch.cat([hidden[i] for i in layer], dim=-1)
-    if strategy == "default":
-        features = features[:, 1:]
-    return features.unflatten(0, (batch, frames))
+def teacher_for(model):
+    """What encodes frames into teacher features: the model's own autoregressive module, or, for a model without one
+    (objective disabled), a module whose teacher is a copy of its vision tower, selecting features the same way."""
+    module = getattr(model, "autoregressive_module", None)
+    if module is not None:
+        return module
+    from llava_next_ar import create_autoregressive_reconstruction_module
+
+    config = model.config
+    module = create_autoregressive_reconstruction_module(
+        model.model.vision_tower,
+        config.text_config.hidden_size,
+        {
+            "vision_feature_layer": config.vision_feature_layer,
+            "vision_feature_select_strategy": config.vision_feature_select_strategy,
+            "num_heads": 1,
+        },
+    )
+    return module.to(model.device).eval()
 
 
 @torch.no_grad()
 def collect(model, batches) -> dict:
     """
-    Run the model's forward on each batch (with `labels`) and capture, through forward hooks, the teacher features
-    and the predictor's output. Returns `features [N, T, P, D]`, `predictions [N, T-1, P, D]` (or `None` without an
-    autoregressive module), `target_gaps [N, T-1]`, and the batch-mean `main_loss` / `autoregressive_loss`.
+    Run the model's forward on each batch (with `labels`, `output_autoregressive=True`) and take the teacher features and
+    the predictions from its `autoregressive_output`. Returns `features [N, T, P, D]`, `predictions [N, T-1, P, D]` (or
+    `None` without an autoregressive module), `target_gaps [N, T-1]`, and the batch-mean `main_loss` /
+    `autoregressive_loss`.
     """
-    module = getattr(model, "autoregressive_module", None)
-    captured: dict[str, list] = {"context": [], "predictions": [], "targets": [], "gaps": []}
-    handles = []
-    if module is not None:
-
-        def on_predictor_input(_, args, kwargs):
-            context = kwargs.get("context_features", args[0] if args else None)
-            context_times = kwargs.get("context_times", args[1] if len(args) > 1 else None)
-            target_times = kwargs.get("target_times", args[2] if len(args) > 2 else None)
-            captured["context"].append(context.detach().float().cpu())
-            captured["gaps"].append((target_times - context_times).detach().cpu())
-
-        def on_module_output(_, args, kwargs, output):
-            captured["predictions"].append(output.predictions.detach().float().cpu())
-            captured["targets"].append(output.targets.detach().float().cpu())
-
-        handles.append(module.predictor.register_forward_pre_hook(on_predictor_input, with_kwargs=True))
-        handles.append(module.register_forward_hook(on_module_output, with_kwargs=True))
+    has_module = getattr(model, "autoregressive_module", None) is not None
+    teacher = None if has_module else teacher_for(model)
     device = next(model.parameters()).device
-    main_losses, auxiliary_losses, features_no_module = [], [], []
-    try:
-        for batch in batches:
-            batch = {
-                key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
-            }
-            before = len(captured["predictions"])
-            output = model(**batch)
-            if output.main_loss is not None:
-                main_losses.append(output.main_loss.item())
-            if module is None:
-                features_no_module.append(tower_features(model, batch["video_frames"]).float().cpu())
-                continue
-            if len(captured["predictions"]) != before + 1:
-                raise RuntimeError("the autoregressive module did not run once per batch (no `video_frames`?)")
-            auxiliary_losses.append(output.autoregressive_loss.item())
-            # The captured predictions are the ones the loss was computed from.
-            frame_losses = (captured["predictions"][-1] - captured["targets"][-1]).pow(2).mean(dim=(-2, -1))
-            reported = output.autoregressive_frame_losses.float().cpu()
-            if not torch.allclose(frame_losses, reported, rtol=1e-4, atol=1e-6):
-                raise RuntimeError("captured predictions do not reproduce `autoregressive_frame_losses`")
-    finally:
-        for handle in handles:
-            handle.remove()
-    result = {
+    features, predictions, gaps, main_losses, auxiliary_losses = [], [], [], [], []
+    for batch in batches:
+        batch = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+        output = model(**batch, output_autoregressive=True) if has_module else model(**batch)
+        if output.main_loss is not None:
+            main_losses.append(output.main_loss.item())
+        if not has_module:
+            features.append(teacher.encode_frames(batch["video_frames"]).float().cpu())
+            continue
+        result = output.autoregressive_output
+        auxiliary_losses.append(output.autoregressive_loss.item())
+        features.append(result.teacher_features.float().cpu())
+        predictions.append(result.predictions.float().cpu())
+        gaps.append((result.target_frame_indices - result.context_frame_indices).cpu())
+    return {
         "main_loss": sum(main_losses) / len(main_losses) if main_losses else None,
         "autoregressive_loss": sum(auxiliary_losses) / len(auxiliary_losses) if auxiliary_losses else None,
+        "features": torch.cat(features),
+        "predictions": torch.cat(predictions) if has_module else None,
+        "target_gaps": torch.cat(gaps) if has_module else None,
     }
-    if module is None:
-        features = torch.cat(features_no_module)
-        result.update(features=features, predictions=None, target_gaps=None)
-        return result
-    context, targets = torch.cat(captured["context"]), torch.cat(captured["targets"])
-    if not torch.equal(context[:, 1:], targets[:, :-1]):
-        raise RuntimeError("captured context and targets are not the same teacher features shifted by one frame")
-    result.update(
-        features=torch.cat([context, targets[:, -1:]], dim=1),
-        predictions=torch.cat(captured["predictions"]),
-        target_gaps=torch.cat(captured["gaps"]),
-    )
-    return result
 
 
 def batches_from_rows(processor, rows: list[dict], decode_size: int | None, batch_size: int):

@@ -540,3 +540,24 @@ def test_a_padded_row_predicts_what_the_sample_predicts_alone(side):
         return captured["p"]
 
     torch.testing.assert_close(predictions(padded), predictions(alone), rtol=0, atol=1e-9)
+
+
+def test_output_autoregressive_returns_predictions_teacher_features_and_indices():
+    """Predictions leave the model through its output (as VJEPA2's `predictor_output`), also at inference."""
+    model = tiny_model()
+    batch = {**video_batch(), "labels": None, "video_frame_indices": torch.tensor([[0, 2, 5, 6], [1, 2, 3, 9]])}
+    batch["llm_frame_indices"] = batch["video_frame_indices"]
+    captured = {}
+    hook = model.autoregressive_module.predictor.register_forward_hook(lambda m, a, out: captured.update(p=out))
+    with torch.no_grad():
+        output = model(**batch, output_autoregressive=True)
+    hook.remove()
+    result = output.autoregressive_output
+    assert torch.equal(result.predictions, captured["p"]) and result.predictions.shape == (2, 3, 16, 24)
+    assert torch.equal(result.teacher_features, model.autoregressive_module.encode_frames(batch["video_frames"]))
+    assert torch.equal(result.targets, result.teacher_features[:, 1:])
+    assert result.context_frame_indices.tolist() == [[0, 2, 5], [1, 2, 3]]
+    assert result.target_frame_indices.tolist() == [[2, 5, 6], [2, 3, 9]]
+    frame_losses = (result.predictions - result.targets).pow(2).mean(dim=(-2, -1))
+    assert torch.equal(frame_losses, output.autoregressive_frame_losses) and torch.equal(output.loss, result.loss)
+    assert model(**video_batch()).autoregressive_output is None  # only when asked

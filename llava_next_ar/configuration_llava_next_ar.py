@@ -66,6 +66,8 @@ AUTOREGRESSIVE_CONFIG_DEFAULTS: dict[str, Any] = {
     "mlp_ratio": 4.0,
     "use_frame_causal_mask": True,
     "fuse_llm_hidden_states": True,
+    "predict_residual": False,
+    "normalize_targets": False,
     "teacher": "copy",
     "use_fast_slow_frames": False,
     "fast_stride": 1,
@@ -82,7 +84,10 @@ _CHOICES = {
     "merge_strategy": ("concat", "interleave"),
     "short_clip": ("shrink", "error"),
 }
-_BOOLS = ("enabled", "use_frame_causal_mask", "fuse_llm_hidden_states", "use_fast_slow_frames")
+_BOOLS = (
+    "enabled", "use_frame_causal_mask", "fuse_llm_hidden_states", "predict_residual", "normalize_targets",
+    "use_fast_slow_frames",
+)
 _POSITIVE_INTS = ("num_heads", "num_layers", "fast_stride", "slow_stride", "num_fast", "num_slow")
 
 
@@ -186,6 +191,8 @@ class LlavaNextARConfig(LlavaNextVideoConfig):
         | `mlp_ratio` | `4.0` | predictor MLP width / predictor width. |
         | `use_frame_causal_mask` | `True` | frame-level causal attention; `False` = token-level causal (the seed's ablation baseline). |
         | `fuse_llm_hidden_states` | `True` | cross-attend to the LLM's hidden states (only those that saw no frame at or after the target). |
+        | `predict_residual` | `False` | predict the change from the context frame (prediction = context features + predictor output) instead of the features themselves. |
+        | `normalize_targets` | `False` | layer-normalise the teacher's features per patch (no affine), as V-JEPA does for its targets, before they enter the predictor and the loss. |
         | `teacher` | `"copy"` | `"copy"`: a frozen copy of the vision tower (fixed targets, +1 tower of memory); `"shared"`: the live tower under `no_grad` (no extra memory, targets drift as the tower trains). |
         | `use_fast_slow_frames` | `False` | the processor samples `video_frames` with the fast/slow sampler. |
         | `fast_stride`, `slow_stride`, `num_fast`, `num_slow` | `1, 4, 8, 8` | sampler settings (see `VideoFrameSampler`). |

@@ -49,6 +49,8 @@ AUTOREGRESSIVE_CONFIG_MEANINGS = {
     "mlp_ratio": "predictor MLP width / predictor width",
     "use_frame_causal_mask": "frame-level causal attention (`false`: token-level causal, the ablation baseline)",
     "fuse_llm_hidden_states": "cross-attend to LLM hidden states that saw no frame at or after the target",
+    "predict_residual": "predict the change from the context frame instead of the features",
+    "normalize_targets": "layer-normalise the teacher's features per patch before the predictor and the loss",
     "teacher": '`"copy"`: frozen copy of the vision tower; `"shared"`: the live tower under `no_grad`',
     "use_fast_slow_frames": "the processor samples `video_frames` with the fast/slow sampler",
     "fast_stride": "stride of the fast (recent, dense) frames",

@@ -66,7 +66,8 @@ class LlavaNextARReconstructionOutput(ModelOutput):
     predictions (`torch.FloatTensor` of shape `(batch_size, num_frames - 1, num_patches, embedding_dim)`):
         predicted teacher features of frames `1..T-1`.
     teacher_features (`torch.FloatTensor` of shape `(batch_size, num_frames, num_patches, embedding_dim)`):
-        the teacher's features of all `T` frames (detached): frames `0..T-2` are the context, `1..T-1` the targets.
+        the teacher's features of all `T` frames (detached; layer-normalised with `normalize_targets`): frames
+        `0..T-2` are the context, `1..T-1` the targets.
     context_frame_indices (`torch.LongTensor` of shape `(batch_size, num_frames - 1)`):
         source-time index of the context frame each prediction starts from.
     target_frame_indices (`torch.LongTensor` of shape `(batch_size, num_frames - 1)`):
@@ -333,6 +334,8 @@ class LlavaNextARReconstructionModule(nn.Module):
         super().__init__()
         ar = config.autoregressive_config
         self.loss_weight = ar["loss_weight"]
+        self.predict_residual = ar["predict_residual"]
+        self.normalize_targets = ar["normalize_targets"]
         self.memory_window = memory_window
         self.vision_feature_layer = config.vision_feature_layer
         self.vision_feature_select_strategy = config.vision_feature_select_strategy
@@ -460,6 +463,8 @@ class LlavaNextARReconstructionModule(nn.Module):
         if video_frame_indices is None:
             video_frame_indices = torch.arange(frames, device=video_frames.device).expand(batch, -1)
         features = self.encode_frames(video_frames, vision_tower) if teacher_features is None else teacher_features
+        if self.normalize_targets:  # per patch, over the feature width, without parameters (V-JEPA's targets)
+            features = nn.functional.layer_norm(features, features.shape[-1:])
         context_times, target_times = video_frame_indices[:, :-1], video_frame_indices[:, 1:]
 
         memory = memory_index = memory_mask = None
@@ -478,6 +483,8 @@ class LlavaNextARReconstructionModule(nn.Module):
         predictions = self.predictor(
             features[:, :-1], context_times, target_times, memory, memory_index, memory_mask
         )
+        if self.predict_residual:  # the predictor outputs the change from the context frame
+            predictions = predictions + features[:, :-1]
         features = features.detach()
         loss_dtype = torch.promote_types(predictions.dtype, torch.float32)
         frame_losses = (predictions.to(loss_dtype) - features[:, 1:].to(loss_dtype)).pow(2).mean(dim=(-2, -1))

@@ -561,3 +561,31 @@ def test_output_autoregressive_returns_predictions_teacher_features_and_indices(
     frame_losses = (result.predictions - result.targets).pow(2).mean(dim=(-2, -1))
     assert torch.equal(frame_losses, output.autoregressive_frame_losses) and torch.equal(output.loss, result.loss)
     assert model(**video_batch()).autoregressive_output is None  # only when asked
+
+
+@pytest.mark.parametrize("mode", ["predict_residual", "normalize_targets"])
+def test_predictor_options_do_what_they_say_and_stay_causal(mode):
+    """`predict_residual`: prediction = context features + the predictor's output; `normalize_targets`: the teacher's
+    features are layer-normalised per patch before the predictor and the loss. Each keeps causality."""
+    plain, model = tiny_model(num_hist=None), tiny_model(num_hist=None, **{mode: True})
+    batch = video_batch(num_frames=5)
+    with torch.no_grad():
+        reference = plain(**batch, output_autoregressive=True).autoregressive_output
+        result = model(**batch, output_autoregressive=True).autoregressive_output
+    features = reference.teacher_features
+    if mode == "predict_residual":
+        assert torch.equal(result.teacher_features, features)
+        torch.testing.assert_close(result.predictions, reference.predictions + features[:, :-1], rtol=0, atol=1e-12)
+    else:
+        expected = torch.nn.functional.layer_norm(features, features.shape[-1:])
+        assert torch.equal(result.teacher_features, expected)
+        assert result.teacher_features.mean(-1).abs().max() < 1e-12
+        assert not torch.allclose(result.predictions, reference.predictions)
+    for k in range(5):  # changing frame k moves no prediction of a frame <= k
+        changed = {**batch, "video_frames": batch["video_frames"].clone(), "pixel_values_videos": None,
+                   "llm_frame_indices": None}
+        changed["video_frames"][:, k] += 1.0
+        changed["pixel_values_videos"] = changed["video_frames"].clone()
+        with torch.no_grad():
+            moved = model(**changed, output_autoregressive=True).autoregressive_output.predictions
+        assert torch.equal(moved[:, :k], result.predictions[:, :k]), k

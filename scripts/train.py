@@ -280,6 +280,8 @@ def frame_mask_png(config: LlavaNextARConfig, num_frames: int, output_dir: Path)
     patches = (config.vision_config.image_size // config.vision_config.patch_size) ** 2
     context = max(num_frames - 1, 1)
     window = ar["num_hist"]
+    real_patches = patches
+    patches = min(patches, max(1, 1024 // context))  # a real model's mask is drawn with fewer patches per frame
     if not ar["use_frame_causal_mask"]:
         mask = FrameLevelMaskGenerator.create_token_causal_mask(context, patches, window_size=window)
         kind = "token-causal"
@@ -289,10 +291,7 @@ def frame_mask_png(config: LlavaNextARConfig, num_frames: int, output_dir: Path)
     else:
         mask = FrameLevelMaskGenerator.create_sliding_window_frame_mask(context, patches, window)
         kind = "frame-causal"
-    factor = -(-mask.shape[0] // 1024)  # keep the image small for real models: a pixel shows a block of entries
     image = mask.float()
-    if factor > 1:
-        image = torch.nn.functional.max_pool2d(image[None, None], factor, ceil_mode=True)[0, 0]
     extent = (0, mask.shape[1], mask.shape[0], 0)
 
     figure, axis = plt.subplots(figsize=(7.5, 7))
@@ -305,12 +304,13 @@ def frame_mask_png(config: LlavaNextARConfig, num_frames: int, output_dir: Path)
     centres = [frame * patches + patches / 2 for frame in range(0, context, step)]
     axis.set_xticks(centres, [str(frame) for frame in range(0, context, step)])
     axis.set_yticks(centres, [f"{frame} -> {frame + 1}" for frame in range(0, context, step)])
-    axis.set_xlabel(f"key: context frame ({patches} patches each, left to right)")
-    axis.set_ylabel(f"query: context frame t -> predicted frame t+1 ({patches} patches each)")
+    drawn = "" if patches == real_patches else f", drawn as {patches}"
+    axis.set_xlabel(f"key: context frame ({real_patches} patches each{drawn}, left to right)")
+    axis.set_ylabel(f"query: context frame t -> predicted frame t+1 ({real_patches} patches each{drawn})")
     history = "all earlier frames" if window is None else f"num_hist={window}"
     axis.set_title(
         f"Next-frame predictor self-attention ({kind}, {history})\n{num_frames} objective frames: "
-        f"{context} context frames x {patches} patches; row = query patch, column = key patch",
+        f"{context} context frames x {real_patches} patches\nrow = query patch, column = key patch",
         fontsize=10,
     )
     axis.legend(

@@ -288,6 +288,21 @@ class LlavaNextARPredictor(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.proj_out = nn.Linear(width, ar["embedding_dim"])
 
+    def dense_attention_mask(self, num_frames: int, num_patches: int) -> torch.BoolTensor:
+        """
+        The self-attention pattern this predictor applies to `num_frames` context frames of `num_patches` patches, as
+        one dense `[T*P, T*P]` boolean matrix (`True` = may attend; token `f * P + p` is patch `p` of frame `f`), for
+        pictures, comparisons and tests. The forward never builds it: it reads the same `frame_window` blocks.
+        """
+        key_frames, mask = frame_window(num_frames, num_patches, self.num_hist, self.token_causal, torch.device("cpu"))
+        slots = key_frames.shape[1]
+        mask = mask.expand(num_frames, num_patches, slots * num_patches).view(num_frames, num_patches, slots, num_patches)
+        dense = torch.zeros(num_frames, num_patches, num_frames, num_patches, dtype=torch.bool)
+        frames = torch.arange(num_frames)
+        for slot in range(slots):  # key slot `slot` of query frame `t` holds frame `key_frames[t, slot]`
+            dense[frames, :, key_frames[:, slot]] |= mask[:, :, slot]
+        return dense.view(num_frames * num_patches, num_frames * num_patches)
+
     def forward(
         self,
         context_features: torch.Tensor,

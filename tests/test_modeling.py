@@ -589,3 +589,37 @@ def test_predictor_options_do_what_they_say_and_stay_causal(mode):
         with torch.no_grad():
             moved = model(**changed, output_autoregressive=True).autoregressive_output.predictions
         assert torch.equal(moved[:, :k], result.predictions[:, :k]), k
+
+
+@pytest.mark.parametrize("num_hist", [None, 1, 2, 3, 7])
+@pytest.mark.parametrize("frame_causal", [True, False])
+def test_the_predictor_applies_exactly_the_frame_level_mask_generator_mask(num_hist, frame_causal):
+    """One source of truth: the blocks the predictor gathers, rendered densely, are the seed-named helper's masks."""
+    from llava_next_ar import FrameLevelMaskGenerator
+
+    predictor = tiny_model(num_hist=num_hist, use_frame_causal_mask=frame_causal).autoregressive_module.predictor
+    frames, patches = 5, 3
+    dense = predictor.dense_attention_mask(frames, patches)
+    if not frame_causal:
+        expected = FrameLevelMaskGenerator.create_token_causal_mask(frames, patches, window_size=num_hist)
+    elif num_hist is None:
+        expected = FrameLevelMaskGenerator.create_causal_frame_mask(frames, patches)
+    else:
+        expected = FrameLevelMaskGenerator.create_sliding_window_frame_mask(frames, patches, num_hist)
+    assert torch.equal(dense, expected)
+    # ... and it is what the predictor does: in one layer, output token i depends on input token j iff dense[i, j]
+    predictor = tiny_model(
+        num_hist=num_hist, use_frame_causal_mask=frame_causal, num_layers=1, fuse_llm_hidden_states=False
+    ).autoregressive_module.predictor
+    module_patches = 16  # the tiny tower's patches per frame
+    features = torch.randn(1, frames, module_patches, 24, dtype=torch.float64)
+    times = torch.arange(frames)[None]
+    with torch.no_grad():
+        reference = predictor(features, times, times + 1).flatten(1, 2)[0]  # [T*P, D]
+        influence = torch.zeros(frames * module_patches, frames * module_patches, dtype=torch.bool)
+        for j in range(frames * module_patches):  # perturb input token j; which outputs move?
+            changed = features.flatten(1, 2).clone()
+            changed[0, j] += 1.0
+            moved = predictor(changed.view_as(features), times, times + 1).flatten(1, 2)[0]
+            influence[:, j] = (moved != reference).any(dim=-1)
+    assert torch.equal(influence, predictor.dense_attention_mask(frames, module_patches))

@@ -563,11 +563,12 @@ def uses_ddp(training_args: TrainingArguments) -> bool:
     """Whether Trainer will wrap the model in `DistributedDataParallel` (not FSDP / DeepSpeed)."""
     from transformers.training_args import ParallelMode
 
+    kind = getattr(training_args.distributed_state, "distributed_type", None)
     return (
         training_args.parallel_mode == ParallelMode.DISTRIBUTED
         and not training_args.fsdp
         and not training_args.deepspeed
-        and getattr(training_args.distributed_state, "distributed_type", None) != "FSDP"
+        and str(getattr(kind, "value", kind)).startswith("MULTI_")  # MULTI_GPU / MULTI_CPU / ...: not FSDP, DeepSpeed
     )
 
 

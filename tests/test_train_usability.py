@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import train  # noqa: E402
-from video_data import VideoDecodeError, count_frames, read_manifest  # noqa: E402
+from video_data import VideoDecodeError, count_frames, decode_clip, read_manifest  # noqa: E402
 
 
-def make_clip(path: Path, num_frames: int, size: int = 32, faststart: bool = False) -> Path:
-    """A small H.264 clip of a moving bar."""
+def make_clip(path: Path, num_frames: int, size: int = 32, faststart: bool = False, noise: bool = False) -> Path:
+    """A small H.264 clip of a moving bar (or of noise, which compresses badly: truncating it keeps some frames)."""
     container = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {})
     stream = container.add_stream("libx264", rate=25)
     stream.width = stream.height = size
@@ -29,6 +29,8 @@ def make_clip(path: Path, num_frames: int, size: int = 32, faststart: bool = Fal
     for index in range(num_frames):
         image = np.zeros((size, size, 3), np.uint8)
         image[:, (2 * index) % size: (2 * index) % size + 4] = 255
+        if noise:
+            image = np.random.default_rng(index).integers(0, 256, (size, size, 3), dtype=np.uint8)
         for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
             container.mux(packet)
     for packet in stream.encode():
@@ -119,6 +121,16 @@ def test_a_truncated_clip_is_found_without_decoding(tmp_path):
     assert count_frames(str(tmp_path / "whole.mp4")) == 32
     with pytest.raises(VideoDecodeError, match="half.mp4"):
         count_frames(str(tmp_path / "half.mp4"))
+
+
+def test_a_truncated_clip_that_still_decodes_some_frames_is_an_error_not_a_shorter_clip(tmp_path):
+    """PyAV's threaded decoding stops quietly at the cut: 14 of 32 frames came out before, with no error."""
+    make_clip(tmp_path / "whole.mp4", 32, faststart=True, noise=True)
+    data = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "half.mp4").write_bytes(data[: len(data) // 2])
+    assert decode_clip(str(tmp_path / "whole.mp4")).shape[0] == 32
+    with pytest.raises(VideoDecodeError, match="half.mp4: truncated"):
+        decode_clip(str(tmp_path / "half.mp4"))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -265,10 +265,11 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def frame_mask_png(config: LlavaNextARConfig, num_frames: int, output_dir: Path) -> str:
+def frame_mask_png(config: LlavaNextARConfig, num_frames: int, output_dir: Path, model=None) -> str:
     """Draw the predictor's self-attention mask as the model uses it for `num_frames` objective frames: context
     frame `t` (which predicts frame `t + 1`) as queries, the context frames as keys, every patch of each frame, with
-    frame boundaries, a legend and the settings in the title. Returns the path of `frame_mask.png`."""
+    frame boundaries, a legend and the settings in the title. With `model`, the mask is the one its predictor
+    renders (`dense_attention_mask`, the blocks its forward reads). Returns the path of `frame_mask.png`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -282,15 +283,16 @@ def frame_mask_png(config: LlavaNextARConfig, num_frames: int, output_dir: Path)
     window = ar["num_hist"]
     real_patches = patches
     patches = min(patches, max(1, 1024 // context))  # a real model's mask is drawn with fewer patches per frame
-    if not ar["use_frame_causal_mask"]:
+    predictor = getattr(getattr(model, "autoregressive_module", None), "predictor", None)
+    kind = "frame-causal" if ar["use_frame_causal_mask"] else "token-causal"
+    if hasattr(predictor, "dense_attention_mask"):
+        mask = predictor.dense_attention_mask(context, patches)
+    elif not ar["use_frame_causal_mask"]:
         mask = FrameLevelMaskGenerator.create_token_causal_mask(context, patches, window_size=window)
-        kind = "token-causal"
     elif window is None:
         mask = FrameLevelMaskGenerator.create_causal_frame_mask(context, patches)
-        kind = "frame-causal"
     else:
         mask = FrameLevelMaskGenerator.create_sliding_window_frame_mask(context, patches, window)
-        kind = "frame-causal"
     image = mask.float()
     extent = (0, mask.shape[1], mask.shape[0], 0)
 
@@ -537,7 +539,7 @@ def main(argv: list[str] | None = None) -> Trainer:
         print(f"saved the remote-code checkpoint to {final}: {sorted(os.listdir(final))}")
         if job_args.plots:
             frames = example_frame_count(rows, processor)
-            print(f"frame mask: {frame_mask_png(saved_model.config, frames, output_dir)}")
+            print(f"frame mask: {frame_mask_png(saved_model.config, frames, output_dir, saved_model)}")
             plot_losses(trainer.state.log_history, output_dir / "losses.png")
             print(f"losses plot: {output_dir / 'losses.png'}")
         logged = [entry for entry in trainer.state.log_history if "main_loss" in entry]

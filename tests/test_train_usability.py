@@ -224,5 +224,11 @@ def test_frame_mask_uses_the_objectives_frame_count(tmp_path):
     clip = torch.randint(0, 255, (24, 64, 64, 3), dtype=torch.uint8)
     expected = processor(text="<video>", videos=clip, return_tensors="pt")["video_frames"].shape[1]
     assert train.example_frame_count(rows, processor) == expected != 24
-    path = Path(train.frame_mask_png(model.config, expected, tmp_path))
+    path = Path(train.frame_mask_png(model.config, expected, tmp_path, model))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for num_hist, frame_causal in ((None, True), (2, True), (2, False)):  # the model's mask and the utilities agree
+        model.autoregressive_module.predictor.num_hist = num_hist
+        model.autoregressive_module.predictor.token_causal = not frame_causal
+        model.config.autoregressive_config.update(num_hist=num_hist, use_frame_causal_mask=frame_causal)
+        drawn = Path(train.frame_mask_png(model.config, expected, tmp_path, model)).read_bytes()
+        assert drawn == Path(train.frame_mask_png(model.config, expected, tmp_path)).read_bytes()

@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 
 
+from test_distributed import free_port
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def launch(tmp_path: Path, port: int, *flags: str) -> subprocess.CompletedProcess:
+def launch(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(),
         str(ROOT / "scripts" / "train.py"), "--output_dir", str(tmp_path / "run"), "--max_steps", "2",
         "--builtin_clips", "carphone_pristine", "--num_frames", "4", "--per_device_train_batch_size", "2",
         "--report_to", "none", "--save_strategy", "no", "--plots", "False", "--reload_check", "False",
@@ -27,7 +30,7 @@ def test_ddp_with_activation_checkpointing_trains_without_find_unused_parameters
     """The README's combination: parameters that get no gradient (image_newline, the vision layer after
     vision_feature_layer, post_layernorm) are frozen before DDP wraps the model, so find_unused_parameters=False
     works (no "Expected to have finished reduction in the prior iteration")."""
-    result = launch(tmp_path, 29541, "--use_cpu", "True", "--activation_checkpointing", "True")
+    result = launch(tmp_path, "--use_cpu", "True", "--activation_checkpointing", "True")
     assert result.returncode == 0, result.stderr[-5000:]
     assert "step    2: loss" in result.stdout
     assert "without find_unused_parameters: model.image_newline" in result.stderr
@@ -36,7 +39,7 @@ def test_ddp_with_activation_checkpointing_trains_without_find_unused_parameters
 
 def test_launch_that_would_train_two_independent_copies_stops(tmp_path):
     """Without use_cpu on a GPU-less machine, each process would train alone and both would write final/."""
-    result = launch(tmp_path, 29543)
+    result = launch(tmp_path)
     assert result.returncode != 0
     assert "each trains alone" in result.stderr and "--use_cpu True" in result.stderr
     assert not (tmp_path / "run" / "final").exists()

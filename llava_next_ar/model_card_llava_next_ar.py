@@ -14,8 +14,9 @@
 """
 The model card (`README.md`) of a LLaVA-NeXT-AR checkpoint, generated from its config.
 
-Plain string formatting (standard library, plus the tested transformers range from the config file): this file ships inside every checkpoint as remote code and
-`LlavaNextARForConditionalGeneration.save_pretrained` calls `write_model_card`. The card starts with the Hub's YAML
+Plain string formatting, standard library only (so `scripts/push_to_hub.py` loads it without torch): this file ships
+inside every checkpoint as remote code and `LlavaNextARForConditionalGeneration.save_pretrained` calls
+`write_model_card`. The card starts with the Hub's YAML
 metadata (`library_name`, `pipeline_tag`, `tags`, `license`, `base_model` when converted), then summarises the
 architecture, lists the whole `autoregressive_config`, and shows how to load (`trust_remote_code=True`) and fine-tune.
 """
@@ -25,7 +26,6 @@ import os
 import re
 from typing import Any
 
-from .configuration_llava_next_ar import TESTED_TRANSFORMERS
 
 
 MODEL_CARD_NAME = "README.md"
@@ -195,6 +195,13 @@ def _prompt_lines(processor: str) -> list[str]:
     ]
 
 
+def _tested_transformers() -> str:
+    """The tested transformers range, from the config file (imported here, so this file alone needs no transformers)."""
+    from .configuration_llava_next_ar import TESTED_TRANSFORMERS
+
+    return ",".join(TESTED_TRANSFORMERS)
+
+
 def card_example_problems(folder: str | os.PathLike) -> list[str]:
     """Why the `## Use` example of the card in `folder` cannot run from the folder's files (empty: it can): no
     processor/tokenizer saved, or an example that calls `apply_chat_template` on a processor without a chat
@@ -283,7 +290,7 @@ def model_card(
         "",
         origin,
         "",
-        f"Tested with `transformers{','.join(TESTED_TRANSFORMERS)}` (and `torch`): the remote code raises a clear error "
+        f"Tested with `transformers{_tested_transformers()}` (and `torch`): the remote code raises a clear error "
         "at import under an older `transformers` and warns once under a newer one.",
         "",
         "## Architecture",

@@ -132,6 +132,17 @@ def _relative_imports(source: str) -> list[str]:
     return modules
 
 
+def _model_card_module():
+    """`llava_next_ar/model_card_llava_next_ar.py`, loaded by path (standard library only: no torch needed here)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "llava_next_ar" / "model_card_llava_next_ar.py"
+    spec = importlib.util.spec_from_file_location("llava_next_ar_model_card", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def validate_checkpoint(folder: Path, files: list[tuple[str, Path]]) -> tuple[str, list[str]]:
     """Raise `CheckpointError` listing every problem; return the `model_type` and the remote-code files in use."""
     uploaded = {name for name, _ in files}
@@ -209,6 +220,8 @@ def validate_checkpoint(folder: Path, files: list[tuple[str, Path]]) -> tuple[st
             "no README.md model card: LlavaNextARForConditionalGeneration.save_pretrained writes one, or call "
             "llava_next_ar.model_card_llava_next_ar.write_model_card(folder, model.config)"
         )
+    if MODEL_CARD_NAME in uploaded and not export:
+        problems.extend(_model_card_module().card_example_problems(folder))
     if problems:
         raise CheckpointError(f"{folder} is not ready to push:\n  - " + "\n  - ".join(problems))
     return config.get("model_type"), sorted(code_files)

@@ -626,6 +626,15 @@ def test_push_refuses_an_incomplete_folder(push_folder, capsys):
     assert "model_card_llava_next_ar.py" in err and "no weights" in err and "['AutoModel']" in err
 
 
+def test_push_refuses_a_folder_whose_card_example_cannot_run(push_folder, capsys):
+    """The card loads `AutoProcessor`: a folder without the processor's files would publish an example that fails."""
+    for name in ("processor_config.json", "tokenizer.json", "tokenizer_config.json"):
+        (push_folder / name).unlink(missing_ok=True)
+    assert push_script.main([str(push_folder), "--repo-id", "me/x", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "the card loads `AutoProcessor` but the folder has no processor_config.json" in err
+
+
 class FakeHfApi:
     calls = []
 

@@ -13,6 +13,8 @@
 # limitations under the License.
 """LLaVA-NeXT-AR: LLaVA-NeXT-Video with an auxiliary next-frame feature prediction objective."""
 
+from transformers import AutoConfig, AutoModelForImageTextToText
+
 from .configuration_llava_next_ar import AUTOREGRESSIVE_CONFIG_DEFAULTS, LlavaNextARConfig, validate_autoregressive_config
 from .modeling_llava_next_ar import (
     LlavaNextARCausalLMOutputWithPast,
@@ -29,5 +31,10 @@ from .video_frame_utils import (
     frame_attention_pattern,
 )
 
+
+# With the package installed, the auto classes know the model type without remote code (no "model of type
+# `llava_next_ar` to instantiate a model of type ``" warning when a processor reads a checkpoint's config).
+AutoConfig.register(LlavaNextARConfig.model_type, LlavaNextARConfig, exist_ok=True)
+AutoModelForImageTextToText.register(LlavaNextARConfig, LlavaNextARForConditionalGeneration, exist_ok=True)
 
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from helpers import IMAGE_SIZE, tiny_config, tiny_model, video_batch
-from llava_next_ar import LlavaNextARForConditionalGeneration
+from llava_next_ar import LlavaNextARConfig, LlavaNextARForConditionalGeneration
 from llava_next_ar.model_card_llava_next_ar import PIPELINE_TAG, REPO_ID_PLACEHOLDER, TAGS, model_card
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
 from tiny_tokenizer import tiny_tokenizer
@@ -679,3 +679,15 @@ def test_push_real_run_uses_the_standard_token_and_one_commit(push_folder, monke
     assert push_script.main([str(push_folder), "--repo-id", "me/x"]) == 2
     assert "no Hugging Face token: set HF_TOKEN or run `hf auth login`" in capsys.readouterr().err
     assert FakeHfApi.calls == []
+
+
+def test_the_installed_package_registers_the_auto_classes(checkpoints, caplog):
+    """With the package imported, a checkpoint loads through the auto classes without remote code, and reading its
+    config says nothing about a model of type ``."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    with caplog.at_level("WARNING"):
+        config = AutoConfig.from_pretrained(checkpoints["saved"])
+        model = AutoModelForImageTextToText.from_pretrained(checkpoints["saved"])
+    assert type(config) is LlavaNextARConfig and type(model) is LlavaNextARForConditionalGeneration
+    assert "to instantiate a model of type" not in caplog.text

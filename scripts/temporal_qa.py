@@ -40,7 +40,7 @@ import ablation  # noqa: E402
 import evaluate  # noqa: E402
 import procedural_video  # noqa: E402
 import train  # noqa: E402
-from video_data import decode_window  # noqa: E402
+from video_data import DEFAULT_PROMPT, decode_window  # noqa: E402
 
 from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator  # noqa: E402
 
@@ -174,8 +174,40 @@ def one_per_clip(rows: list[dict]) -> list[dict]:
 
 
 def vocabulary(rows: list[dict]) -> list[str]:
-    """The words `scripts/train.py` builds the tiny tokenizer from (same regex)."""
-    return re.findall(r"\w+|[^\w\s]", " ".join(f"{row['prompt']} {row['answer']}" for row in rows))
+    """The words of the tiny word-level tokenizer: `scripts/train.py`'s default prompt, the prompts and the answers.
+    (Every run loads the checkpoint `initial_weights` builds from them, so `train.py`'s own rule cannot differ.)"""
+    text = " ".join([DEFAULT_PROMPT, *(f"{row['prompt']} {row['answer']}" for row in rows)])
+    return re.findall(r"\w+|[^\w\s]", text)
+
+
+def text_prior(settings: dict) -> dict:
+    """Accuracy of two blind answerers that never see the video: the most frequent training answer to the same
+    question text (which names the object's colour and shape; the kind's when the text is new), and to the same
+    question kind. The scenes are regenerated from their seeds. `{split: {"text"|"kind": {kind: acc, "all": acc}}}`."""
+    from collections import Counter
+
+    def questions(split, count):
+        scenes = procedural_video.split_scenes(split, count, settings["num_frames"], settings["size"])
+        return [question for scene in scenes for question in scene.questions()]
+
+    by_text, by_kind = {}, {}
+    for question in questions("train", settings["train_clips"]):
+        by_text.setdefault(question["question"], Counter())[question["answer"]] += 1
+        by_kind.setdefault(question["kind"], Counter())[question["answer"]] += 1
+    result = {}
+    for split in EVAL_SPLITS:
+        result[split] = {}
+        for name in ("text", "kind"):
+            hits = {}
+            for question in questions(split, settings["heldout_clips"]):
+                counts = by_kind[question["kind"]]
+                if name == "text":
+                    counts = by_text.get(question["question"]) or counts
+                hits.setdefault(question["kind"], []).append(counts.most_common(1)[0][0] == question["answer"])
+            accuracy = {kind: sum(values) / len(values) for kind, values in hits.items()}
+            accuracy["all"] = sum(sum(v) for v in hits.values()) / sum(len(v) for v in hits.values())
+            result[split][name] = accuracy
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -200,14 +232,16 @@ def model_args(settings: dict):
 
 def initial_weights(seed: int, settings: dict, words: list[str], variants: list[str], work_dir: Path) -> tuple:
     """
-    `train.main` builds the tiny model right after `set_seed(seed)`. Build every enabled variant that way and check
-    that their LLM, projector, vision tower (and predictor, where the shapes agree) start from the same numbers; the
-    disabled run starts from a checkpoint of the same weights without the predictor and teacher (built directly, its
-    random numbers would be drawn in another order). Returns `(disabled_checkpoint, same_init)`.
+    The initial checkpoint of every variant of `seed`, built as `scripts/train.py` builds the tiny model (right after
+    `set_seed(seed)`), saved with its processor (whose sampler settings match the variant), and loaded by every run
+    (`--model_name_or_path`). Checks that the LLM, projector, vision tower, teacher and predictor start from the same
+    numbers in every variant (where shapes agree); the objective-off checkpoint is the same weights without the
+    predictor and teacher (built directly, its random numbers would be drawn in another order).
+    Returns `({variant: checkpoint}, same_init)`.
     """
     from transformers import set_seed
 
-    reference, same = None, True
+    reference, same, paths = None, True, {}
     for variant in ["frame_mask", *(name for name in variants if name not in ("disabled", "frame_mask"))]:
         set_seed(seed)
         model, processor = train.build_tiny_model_and_processor(model_args(settings), words,
@@ -215,17 +249,21 @@ def initial_weights(seed: int, settings: dict, words: list[str], variants: list[
         state = model.state_dict()
         if reference is None:
             reference, reference_model, reference_processor = state, model, processor
-            continue
         for key, value in reference.items():
             if key in state and state[key].shape == value.shape and not torch.equal(state[key], value):
                 same = False
-    path = work_dir / f"init_seed{seed}"
-    model = reference_model
-    del model.autoregressive_module
-    model.config.autoregressive_config = {**model.config.autoregressive_config, "enabled": False}
-    model.save_pretrained(path)
-    reference_processor.save_pretrained(path)
-    return path, same
+        if variant in variants:
+            paths[variant] = work_dir / f"init_seed{seed}_{variant}"
+            model.save_pretrained(paths[variant])
+            processor.save_pretrained(paths[variant])
+    if "disabled" in variants:
+        model = reference_model
+        del model.autoregressive_module
+        model.config.autoregressive_config = {**model.config.autoregressive_config, "enabled": False}
+        paths["disabled"] = work_dir / f"init_seed{seed}_disabled"
+        model.save_pretrained(paths["disabled"])
+        reference_processor.save_pretrained(paths["disabled"])
+    return paths, same
 
 
 def train_argv(variant: str, seed: int, settings: dict, manifest: Path, output_dir: Path) -> list[str]:
@@ -373,11 +411,10 @@ def evaluate_run(model, processor, data: dict, settings: dict) -> dict:
 
 
 def run_one(variant: str, seed: int, settings: dict, data: dict, manifest: Path, work_dir: Path,
-            disabled_init: Path) -> dict:
+            initial_checkpoint: Path) -> dict:
     output_dir = work_dir / f"{variant}_seed{seed}"
-    argv = train_argv(variant, seed, settings, manifest, output_dir)
-    if variant == "disabled":
-        argv += ["--model_name_or_path", str(disabled_init)]
+    argv = train_argv(variant, seed, settings, manifest, output_dir) + ["--model_name_or_path",
+                                                                         str(initial_checkpoint)]
     started = time.perf_counter()
     trainer = ablation.run_training(argv, output_dir / "train.log")
     trained = time.perf_counter()
@@ -482,11 +519,19 @@ def render_tables(results: dict) -> str:
         "| variant | all | " + " | ".join(procedural_video.QUESTION_KINDS) + " | all, shuffled | "
         + " | ".join(f"{kind}, shuffled" for kind in procedural_video.QUESTION_KINDS) + " |",
         "|---|" + "---|" * (2 + 2 * len(procedural_video.QUESTION_KINDS)),
-        "| chance | " + f"{100 * sum(chance.values()) / len(chance):.1f} | "
-        + " | ".join(f"{100 * chance[kind]:.1f}" for kind in procedural_video.QUESTION_KINDS) + " | | "
-        + " | " * (len(chance) - 1) + " |",
     ]
     kinds = ("all", *procedural_video.QUESTION_KINDS)
+    blank = [""] * len(kinds)
+    reference_rows = [("chance (uniform over the kind's answers)",
+                       [100 * sum(chance.values()) / len(chance)] + [100 * chance[kind] for kind in kinds[1:]])]
+    prior = results.get("text_prior", {}).get("heldout")
+    if prior:
+        reference_rows.append(("blind: majority training answer to the same question text",
+                               [100 * prior["text"][kind] for kind in kinds]))
+        reference_rows.append(("blind: majority training answer to the same question kind",
+                               [100 * prior["kind"][kind] for kind in kinds]))
+    for label, values in reference_rows:
+        lines.append(f"| {label} | " + " | ".join([f"{value:.1f}" for value in values] + blank) + " |")
     for variant, row in table.items():
         cells = [fmt(row.get(f"heldout/ordered/accuracy/{kind}"), 1, True) for kind in kinds]
         cells += [fmt(row.get(f"heldout/shuffled/accuracy/{kind}"), 1, True) for kind in kinds]
@@ -505,6 +550,10 @@ def render_tables(results: dict) -> str:
         "probe direction | probe speed R^2 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    for split, prior in results.get("text_prior", {}).items():
+        for name in ("text", "kind"):
+            lines.append(f"| blind: majority answer per question {name} | {split.replace('_', ' ')} | (no video) | "
+                         f"{100 * prior[name]['all']:.1f} | | | | | |")
     for variant, row in table.items():
         for split in (*EVAL_SPLITS, "in_sample"):
             for order in ("ordered", "shuffled"):
@@ -590,8 +639,9 @@ def plot(results: dict, path: Path) -> Path:
     figure, axes = plt.subplots(1, 3, figsize=(16, 0.55 * len(variants) + 2.5), sharey=True)
     y = np.arange(len(variants))
     panels = (
-        ("held-out answer accuracy (%)", "heldout/{}/accuracy/all", 100, 25.0 * 0 + 100 * np.mean(
-            [1 / len(a) for a in procedural_video.ANSWERS.values()]), "chance"),
+        ("held-out answer accuracy (%)", "heldout/{}/accuracy/all", 100,
+         100 * max((prior["all"] for prior in results.get("text_prior", {}).get("heldout", {}).values()),
+                   default=np.nan), "best blind answerer (no video)"),
         ("probe: direction accuracy (%)", "heldout/{}/probe_direction", 100, 25.0, "chance"),
         ("feature MSE / copy-last (held-out)", "heldout/{}/mse_over_copy_last", 1, 1.0, "copy-last"),
     )
@@ -650,6 +700,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parts", default="main", help="comma-separated, from: " + "; ".join(
         f"`{name}`: {text}" for name, text in PARTS.items()))
     parser.add_argument("--fresh", action="store_true", help="ignore results already in the results JSON")
+    parser.add_argument("--replace", action="store_true",
+                        help="merge into the part's saved runs: replace those of the same variant and seed, keep "
+                             "the rest (to rerun some variants)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="re-render the report and plot from the results JSON in --docs_dir, train nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override a setting, e.g. --set tiny_patch_size=8 --set learning_rate=0.003")
@@ -686,6 +741,8 @@ def finalise(results: dict) -> dict:
     results["same_init"] = all(part.get("same_init", True) for part in parts.values())
     first = parts.get("main") or parts.get("seed_variants") or parts.get("long")
     results["settings"] = first["settings"] if first else {}
+    if results["settings"]:
+        results["text_prior"] = text_prior(results["settings"])
     return results
 
 
@@ -715,6 +772,11 @@ def run(args: argparse.Namespace) -> dict:
     docs_dir.mkdir(parents=True, exist_ok=True)
     results_path = docs_dir / "temporal_qa_results.json"
     fresh = args.fresh
+    if args.report_only:
+        results = finalise(json.loads(results_path.read_text()))
+        results_path.write_text(json.dumps(results, indent=1))
+        write_report(results, docs_dir)
+        return results
 
     data = make_data(settings, work_dir / "data")
     kept = {row["seed"] for row in one_per_clip(data["train"])[:settings["in_sample_clips"]]}
@@ -731,10 +793,10 @@ def run(args: argparse.Namespace) -> dict:
         part_settings = {**settings, "max_steps": steps, "seeds": seeds, "variants": variants}
         runs, same_init = [], True
         for seed in seeds:
-            disabled_init, same = initial_weights(seed, part_settings, words, variants, work_dir)
+            initial, same = initial_weights(seed, part_settings, words, variants, work_dir)
             same_init &= same
             for variant in variants:
-                run = run_one(variant, seed, part_settings, data, manifest, work_dir / part, disabled_init)
+                run = run_one(variant, seed, part_settings, data, manifest, work_dir / part, initial[variant])
                 runs.append(run)
                 heldout, shuffled = run["eval"]["heldout/ordered"], run["eval"]["heldout/shuffled"]
                 ratio = heldout.get("feature_error", {}).get("ratios", {}).get("mse_model_over_copy_last")
@@ -748,9 +810,18 @@ def run(args: argparse.Namespace) -> dict:
         # merge into the results file as it is now (another process may be running another part)
         results = {} if fresh or not results_path.exists() else json.loads(results_path.read_text())
         fresh = False
+        minutes = (time.perf_counter() - part_started) / 60
+        previous = results.get("parts", {}).get(part) if args.replace else None
+        if previous:  # keep the part's other runs; these replace the runs of the same variant and seed
+            done = {(run["variant"], run["seed"]) for run in runs}
+            runs = [run for run in previous["runs"] if (run["variant"], run["seed"]) not in done] + runs
+            part_settings = {**previous["settings"], "variants": sorted({run["variant"] for run in runs},
+                                                                        key=list(VARIANTS).index)}
+            same_init &= previous["same_init"]
+            minutes += previous["wall_minutes"]
         results.setdefault("parts", {})[part] = {
             "settings": part_settings, "runs": runs, "same_init": same_init, "threads": args.threads,
-            "wall_minutes": (time.perf_counter() - part_started) / 60,
+            "wall_minutes": minutes,
         }
         finalise(results)
         results_path.write_text(json.dumps(results, indent=1))

@@ -14,18 +14,22 @@
 """Processor for LLaVA-NeXT-AR: the LLaVA-NeXT-Video processor plus the frames of the next-frame objective.
 
 This file is remote code: it imports only the Python standard library, `torch`, `transformers` and its sibling files.
-Video files are decoded with `transformers.video_utils.load_video` (PyAV backend).
+Video files are read with PyAV (imported only when a file is read): the clip's frames are indexed without decoding,
+sampled, and only the sampled frames are decoded (`video_decoding_llava_next_ar`).
 """
 
+import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import LlavaNextImageProcessor, LlavaNextVideoProcessor, LlavaNextVideoVideoProcessor
 from transformers.utils import is_numpy_array
-from transformers.video_utils import VideoMetadata, load_video
+from transformers.video_utils import VideoMetadata
 
 from .configuration_llava_next_ar import AUTOREGRESSIVE_CONFIG_DEFAULTS, validate_autoregressive_config
+from .video_decoding_llava_next_ar import VideoDecodeError, VideoIndex, index_video, read_frames
 from .video_frame_utils import VideoFrameSampler
 
 
@@ -44,6 +48,32 @@ PRESET_KEYS = ("use_fast_slow_frames", "fast_stride", "slow_stride", "num_fast",
 """Settings a fast/slow preset decides (`merge_strategy` and `short_clip` always come from the processor)."""
 
 VIDEO_OUTPUTS = ("video_frames", "video_frame_indices", "llm_frame_indices")
+
+CLIP_SAMPLING_KEYS = ("frame_sampling", "sampling_num_frames", "sampling_fps", "sampling_max_frames", "decode_timeout")
+"""Processor settings that choose which frames of a video file are decoded, before the fast/slow sampler."""
+
+FRAME_SAMPLING_MODES = ("all", "uniform", "fps")
+
+DEFAULT_DECODE_TIMEOUT = 120.0
+"""Seconds one video file may take to index and decode before it is an error (`decode_timeout`)."""
+
+
+class ClipTooShortError(ValueError):
+    """A clip (or its window) has fewer frames than the frame sampler needs."""
+
+
+@dataclass
+class SampledVideo:
+    """The frames of one video file the processor uses, decoded: what `LlavaNextARProcessor.read_video` returns and
+    what the processor accepts in `videos` without sampling again (so a `Dataset` can decode in its workers).
+
+    `frames` `[T, H, W, 3]` uint8 are the objective's frames (`video_frame_indices`, source frame numbers, strictly
+    increasing); the LLM sees `llm_frame_indices` (each one of `video_frame_indices`), in that order."""
+
+    frames: torch.Tensor
+    video_frame_indices: torch.LongTensor
+    llm_frame_indices: torch.LongTensor
+    metadata: VideoMetadata
 
 
 def _describe(value: Any) -> str:
@@ -198,6 +228,11 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
         merge_strategy=None,
         short_clip=None,
         fast_slow_preset=None,
+        frame_sampling=None,
+        sampling_num_frames=None,
+        sampling_fps=None,
+        sampling_max_frames=None,
+        decode_timeout=None,
         **kwargs,
     ):
         super().__init__(
@@ -214,6 +249,11 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
         )
         self.spatial_pool_stride = spatial_pool_stride
         self.fast_slow_preset = fast_slow_preset
+        self.frame_sampling = "all" if frame_sampling is None else frame_sampling
+        self.sampling_num_frames = sampling_num_frames
+        self.sampling_fps = sampling_fps
+        self.sampling_max_frames = sampling_max_frames
+        self.decode_timeout = DEFAULT_DECODE_TIMEOUT if decode_timeout is None else decode_timeout
         given = {
             "use_fast_slow_frames": use_fast_slow_frames,
             "fast_stride": fast_stride,
@@ -286,6 +326,7 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
                 validate_autoregressive_config({key: value})
             except ValueError as error:
                 raise ValueError(f"`{key}`={value!r} is not a valid processor setting: {error}") from error
+        self._check_clip_sampling()
         preset = self.FAST_SLOW_PRESETS.get(self.fast_slow_preset, {})
         for key, value in preset.items():
             if getattr(self, key) != value:
@@ -293,6 +334,31 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
                     f"`{key}`={getattr(self, key)!r} disagrees with `fast_slow_preset`={self.fast_slow_preset!r} "
                     f"({key}={value!r})"
                 )
+
+    def _check_clip_sampling(self) -> None:
+        mode = self.frame_sampling
+        if mode not in FRAME_SAMPLING_MODES:
+            raise ValueError(f"`frame_sampling` must be one of {list(FRAME_SAMPLING_MODES)}, got {mode!r}")
+
+        def positive(key, kind, needed):
+            value = getattr(self, key)
+            if value is None:
+                if needed:
+                    raise ValueError(f"`frame_sampling`={mode!r} needs `{key}`")
+                return
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or (kind is int and not isinstance(value, int)) or not value > 0 or math.isinf(value):
+                raise ValueError(f"`{key}` must be a positive {kind.__name__}, got {value!r}")
+
+        positive("sampling_num_frames", int, mode == "uniform")
+        positive("sampling_fps", float, mode == "fps")
+        positive("sampling_max_frames", int, False)
+        positive("decode_timeout", float, True)
+
+    @property
+    def clip_sampling_settings(self) -> dict[str, Any]:
+        """How frames of a video file are chosen before the fast/slow sampler (`CLIP_SAMPLING_KEYS`)."""
+        return {key: getattr(self, key) for key in CLIP_SAMPLING_KEYS}
 
     @property
     def sampler_settings(self) -> dict[str, Any]:
@@ -511,7 +577,7 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
     def prepare_inputs_layout(self, images=None, text=None, videos=None, audio=None, **kwargs):
         """As the base, plus `videos` flattened to a list of clips: `str` paths (checked to exist) and 4-D tensors.
         Sampler settings given to a call raise (they would be ignored): they belong to the processor."""
-        per_call = [key for key in ("fast_slow_preset", *SAMPLER_KEYS) if key in kwargs]
+        per_call = [key for key in ("fast_slow_preset", *SAMPLER_KEYS, *CLIP_SAMPLING_KEYS) if key in kwargs]
         if per_call:
             raise ValueError(
                 f"{per_call} are settings of the processor, not of a call: load it with them "
@@ -522,6 +588,13 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
         if videos is not None:
             videos = self._flatten_videos(videos)
         return images, text, videos, audio
+
+    def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        """As the base; clips it does not know (a `SampledVideo`, a path with a window) count as one video each."""
+        if videos is not None:
+            videos = [clip["path"] if isinstance(clip, dict) else "sampled video" if isinstance(clip, SampledVideo)
+                      else clip for clip in videos]
+        return super().validate_inputs(images=images, text=text, videos=videos, audio=audio, **kwargs)
 
     def _flatten_videos(self, videos: Any) -> list:
         if isinstance(videos, (list, tuple)) and len(videos) == 0:
@@ -548,6 +621,21 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
             if not os.path.isfile(path):
                 raise ValueError(f"`{where}` must be an existing video file, got {path!r} (no such file)")
             clips.append(path)
+        elif isinstance(value, SampledVideo):
+            clips.append(value)
+        elif isinstance(value, dict) and ("path" in value or "video" in value):
+            spec = {key: value.get(key) for key in ("start_frame", "num_frames")}
+            unknown = set(value) - {"path", "video", "start_frame", "num_frames"}
+            if unknown:
+                raise ValueError(
+                    f"`{where}`: a clip given as a mapping takes `path` and optionally `start_frame` and `num_frames`, "
+                    f"got {sorted(value)}"
+                )
+            paths: list = []
+            self._collect_clips(value.get("path", value.get("video")), where, paths)
+            if len(paths) != 1 or not isinstance(paths[0], str):
+                raise ValueError(f"`{where}`: a clip given as a mapping needs `path`, a local video file")
+            clips.append({"path": paths[0], **spec})
         elif isinstance(value, torch.Tensor) or is_numpy_array(value):
             if value.ndim == 5:
                 for index in range(value.shape[0]):
@@ -609,27 +697,143 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
             raise ValueError(f"`{where}` must have frames of at least 1x1 pixels, got shape {tuple(clip.shape)}")
         return clip
 
-    @staticmethod
-    def _decode(path: str, where: str, sample_indices_fn) -> tuple[torch.Tensor, torch.LongTensor, VideoMetadata]:
-        """Decode a local video file with PyAV: `([T, H, W, 3] uint8, source frame numbers [T], metadata)`."""
-        try:
-            video, metadata = load_video(path, backend="pyav", sample_indices_fn=sample_indices_fn)
-        except ImportError:
-            raise
-        except Exception as error:  # PyAV raises its own error types for unreadable files
-            raise ValueError(
-                f"`{where}` could not be decoded as a video with PyAV (transformers.video_utils.load_video): "
-                f"{path!r}: {type(error).__name__}: {error}"
-            ) from error
-        frames = torch.from_numpy(video) if is_numpy_array(video) else torch.as_tensor(video)
-        indices = metadata.frames_indices
-        source = torch.as_tensor(list(indices) if indices is not None else range(frames.shape[0]), dtype=torch.long)
-        if frames.ndim != 4 or frames.shape[0] == 0 or source.numel() != frames.shape[0]:
-            raise ValueError(
-                f"`{where}` decoded to {tuple(frames.shape)} frames for {source.numel()} frame indices from {path!r}; "
-                "expected a non-empty [T, H, W, 3] video"
+    # ------------------------------------------------------------------------------------------------------------
+    # Video files: sample first, then decode only those frames
+
+    def clip_frame_indices(
+        self, num_frames: int, timestamps: list[float] | None = None, start_frame: int | None = None,
+        window_frames: int | None = None,
+    ) -> torch.LongTensor:
+        """
+        The frames of a clip of `num_frames` frames chosen by `frame_sampling`, before the fast/slow sampler.
+
+        - `"all"`: every frame (of the window);
+        - `"uniform"`: `sampling_num_frames` frames evenly spaced from the first to the last frame (of the window),
+          `round(linspace(first, last, N))`;
+        - `"fps"`: the frame shown at every `1 / sampling_fps` seconds from the first frame (by the frames'
+          `timestamps`, so variable frame rates sample by time), at most `sampling_max_frames` (evenly spaced among
+          them when more).
+
+        `start_frame` / `window_frames` restrict the clip to a window first (an explicit window; `window_frames` `None`
+        or `< 0`: to the end).
+
+        Raises:
+            ClipTooShortError: the window does not fit in the clip, or has fewer frames than `sampling_num_frames`.
+        """
+        start = int(start_frame or 0)
+        stop = num_frames if window_frames is None or window_frames < 0 else start + int(window_frames)
+        if start < 0 or stop > num_frames or stop <= start:
+            raise ClipTooShortError(
+                f"cannot take frames {start}..{stop - 1} of a clip of {num_frames} frames (an explicit window)"
             )
-        return frames, source, metadata
+        if self.frame_sampling == "uniform":
+            count = self.sampling_num_frames
+            if stop - start < count:
+                raise ClipTooShortError(
+                    f"{stop - start} frames, fewer than frame_sampling='uniform' needs (sampling_num_frames={count})"
+                )
+            positions = torch.linspace(start, stop - 1, count, dtype=torch.float64)
+            return (positions + 0.5).floor().long()
+        if self.frame_sampling == "fps":
+            if timestamps is None:
+                timestamps = [index / 25.0 for index in range(num_frames)]
+            first, last = timestamps[start], timestamps[stop - 1]
+            steps = int(math.floor((last - first) * self.sampling_fps + 1e-9)) + 1
+            chosen = []
+            for step in range(steps):
+                time_point = first + step / self.sampling_fps
+                # the frame on screen at `time_point`: the last one that starts at or before it
+                low, high = start, stop
+                while low < high:
+                    middle = (low + high) // 2
+                    if timestamps[middle] <= time_point + 1e-9:
+                        low = middle + 1
+                    else:
+                        high = middle
+                frame = max(start, low - 1)
+                if not chosen or frame != chosen[-1]:
+                    chosen.append(frame)
+            indices = torch.tensor(chosen, dtype=torch.long)
+            cap = self.sampling_max_frames
+            if cap is not None and len(indices) > cap:
+                keep = (torch.linspace(0, len(indices) - 1, cap, dtype=torch.float64) + 0.5).floor().long()
+                indices = indices[keep]
+            return indices
+        return torch.arange(start, stop)
+
+    def _working_size(self, height: int, width: int) -> tuple[int, int]:
+        """`(height, width)` to decode frames of `height x width` at: the video processor's resize target, aspect
+        ratio kept (shortest edge = `size["shortest_edge"]`, or covering `size`'s height x width), never upscaled."""
+        size = getattr(self.video_processor, "size", None)
+        get = (lambda key: size.get(key)) if isinstance(size, dict) else (lambda key: getattr(size, key, None))
+        shortest = get("shortest_edge") if size is not None else None
+        if shortest:
+            if min(height, width) <= shortest:
+                return height, width
+            if width <= height:
+                return int(shortest * height / width), shortest
+            return shortest, int(shortest * width / height)
+        target_height, target_width = (get("height"), get("width")) if size is not None else (None, None)
+        if target_height and target_width:
+            scale = max(target_height / height, target_width / width)
+            if scale < 1:
+                return max(target_height, math.ceil(height * scale)), max(target_width, math.ceil(width * scale))
+        return height, width
+
+    def read_video(
+        self,
+        path: str | os.PathLike,
+        start_frame: int | None = None,
+        num_frames: int | None = None,
+        sample_indices_fn=None,
+    ) -> SampledVideo:
+        """
+        Sample, then decode only the sampled frames of a local video file, as the processor does for a path in
+        `videos`: index the frames (no decoding), choose them with `clip_frame_indices` (the processor's
+        `frame_sampling`, within the window `start_frame` / `num_frames` if given) and the fast/slow sampler, then
+        seek to and decode each chosen frame at the video processor's working size (aspect ratio kept).
+        `sample_indices_fn(metadata)` replaces `frame_sampling` (the video processor's `do_sample_frames`).
+
+        Returns:
+            `SampledVideo`, accepted in `videos` as is (nothing is sampled or decoded again): a `Dataset` can call
+            this in its DataLoader workers.
+
+        Raises:
+            VideoDecodeError: missing, unreadable, damaged or truncated file, or more than `decode_timeout` seconds.
+            ClipTooShortError: fewer frames than the sampling needs.
+        """
+        self.validate_settings()
+        path = os.fspath(path)
+        index: VideoIndex = index_video(path, timeout=self.decode_timeout)
+        metadata = VideoMetadata(
+            total_num_frames=index.num_frames, fps=index.average_fps, width=index.width, height=index.height,
+            duration=index.duration, video_backend="pyav",
+        )
+        if sample_indices_fn is not None:
+            source = torch.as_tensor(list(sample_indices_fn(metadata)), dtype=torch.long)
+        else:
+            source = self.clip_frame_indices(index.num_frames, index.timestamps, start_frame, num_frames)
+        if source.numel() == 0 or (source.diff() <= 0).any():
+            raise ValueError(f"frame sampling must give strictly increasing frame indices, got {source.tolist()}")
+        try:
+            union, llm = self.sample_frame_indices(source.numel())
+        except ValueError as error:
+            raise ClipTooShortError(f"{source.numel()} sampled frames, too few for the frame sampler: {error}") from error
+        video_frame_indices, llm_frame_indices = source[union], source[llm]
+        frames = read_frames(
+            index, video_frame_indices.tolist(), self._working_size(index.height, index.width), self.decode_timeout
+        )
+        metadata.frames_indices = llm_frame_indices.tolist()
+        return SampledVideo(frames, video_frame_indices, llm_frame_indices, metadata)
+
+    def _read_video_for_call(self, clip, where: str, sample_indices_fn) -> SampledVideo:
+        path, window = (clip["path"], clip) if isinstance(clip, dict) else (clip, {})
+        try:
+            return self.read_video(path, window.get("start_frame"), window.get("num_frames"), sample_indices_fn)
+        except VideoDecodeError as error:
+            raise ValueError(f"`{where}` could not be decoded as a video with PyAV: {path!r}: {error}") from error
+        except ClipTooShortError as error:
+            raise ValueError(f"`{where}` ({path!r}) is too short for the frame sampler: {error}") from error
 
     def _process_videos(self, videos: list, **kwargs) -> tuple[dict[str, Any], list[str]]:
         """
@@ -667,18 +871,22 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
             given = video_metadata[clip_index] if video_metadata is not None else None
             if given is not None:  # a copy: the caller's metadata is not modified
                 given = VideoMetadata(**given)
-            if isinstance(clip, str):
-                frames, source, metadata = self._decode(clip, where, sample_indices if do_sample_frames else None)
-                frames = frames.permute(0, 3, 1, 2)
-            else:
-                frames = self._channels_first(clip, input_data_format, where)
-                metadata = given if given is not None else VideoMetadata(total_num_frames=frames.shape[0])
-                metadata.total_num_frames = frames.shape[0]
-                metadata.height, metadata.width = frames.shape[2], frames.shape[3]
-                source = torch.arange(frames.shape[0])
-                if do_sample_frames:
-                    source = torch.as_tensor(list(sample_indices(metadata)), dtype=torch.long)
-                    frames = frames[source]
+            if isinstance(clip, (str, dict)):
+                clip = self._read_video_for_call(clip, where, sample_indices if do_sample_frames else None)
+            if isinstance(clip, SampledVideo):
+                selected.append(clip.frames.permute(0, 3, 1, 2))
+                union_indices, llm_indices = clip.video_frame_indices, clip.llm_frame_indices
+                samplings.append((union_indices, llm_indices, torch.searchsorted(union_indices, llm_indices)))
+                metadatas.append(clip.metadata)
+                continue
+            frames = self._channels_first(clip, input_data_format, where)
+            metadata = given if given is not None else VideoMetadata(total_num_frames=frames.shape[0])
+            metadata.total_num_frames = frames.shape[0]
+            metadata.height, metadata.width = frames.shape[2], frames.shape[3]
+            source = torch.arange(frames.shape[0])
+            if do_sample_frames:
+                source = torch.as_tensor(list(sample_indices(metadata)), dtype=torch.long)
+                frames = frames[source]
             if source.numel() == 0 or (source.diff() <= 0).any():
                 raise ValueError(
                     f"`{where}`: frame sampling must give strictly increasing frame indices, got {source.tolist()}"

@@ -17,12 +17,13 @@ Pieces for fine-tuning LLaVA-NeXT-AR with the vanilla `transformers.Trainer`:
 - `LossComponentsCallback` logs `main_loss` and `autoregressive_loss` next to Trainer's `loss`, averaged over the
   logging window, over gradient-accumulation micro-batches and over processes. Add it with one line:
   `add_loss_components_logging(trainer)`.
-- `LlavaNextARDataCollator` turns `{"video", "prompt", "answer"}` examples into model batches with the processor,
-  masking the prompt and the padding in `labels`.
+- `LlavaNextARDataCollator` turns examples (a video and a chat: `messages`, LLaVA `conversations`, or `prompt` +
+  `answer`) into model batches with the processor; `labels` cover every assistant turn and nothing else.
 
 Imports only the standard library, torch and transformers.
 """
 
+import re
 from typing import Any
 
 import torch
@@ -147,15 +148,120 @@ def freeze_parameters_without_gradients(model: torch.nn.Module, batch: dict[str,
     return unused
 
 
+VIDEO_TOKEN_IN_TEXT = "<video>"
+LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def _video_text_content(text: str, video_token: str = VIDEO_TOKEN_IN_TEXT) -> list[dict]:
+    """A first user turn as content items: the video where `video_token` stands (one newline beside it dropped, the
+    template renders its own), or first if the text has none."""
+    if video_token not in text:
+        return [{"type": "video"}] + ([{"type": "text", "text": text}] if text else [])
+    before, after = text.split(video_token, 1)
+    before = before[:-1] if before.endswith("\n") else before
+    after = after[1:] if after.startswith("\n") else after
+    after = after.replace(video_token, "")
+    items = [{"type": "text", "text": before}] if before else []
+    return items + [{"type": "video"}] + ([{"type": "text", "text": after}] if after else [])
+
+
+def conversations_to_messages(conversations: list[dict]) -> list[dict]:
+    """LLaVA `conversations` (`{"from": "human" | "gpt" | "system", "value": ...}`, any number of turns, `<video>`
+    anywhere in the first human turn) as `apply_chat_template` messages, with the video in the first user turn."""
+    messages, placed = [], False
+    for index, turn in enumerate(conversations):
+        role = LLAVA_ROLES.get(turn.get("from", turn.get("role")))
+        if role is None:
+            raise ValueError(f"conversations[{index}] has an unknown `from` {turn.get('from')!r}")
+        text = turn.get("value", turn.get("content", ""))
+        if role == "user" and not placed:
+            content, placed = _video_text_content(text), True
+        else:
+            content = [{"type": "text", "text": text.replace(VIDEO_TOKEN_IN_TEXT, "")}]
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def _with_video(messages: list[dict]) -> list[dict]:
+    """`messages` with exactly one video item (added to the first user turn if none; the video's path is not
+    needed by the template)."""
+    out, placed = [], False
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            items = [{"type": "text", "text": content}]
+        else:
+            items = [dict(item) for item in content or []]
+        if any(item.get("type") == "video" for item in items):
+            placed = True
+        out.append({**message, "content": items})
+    if not placed:
+        first = next((m for m in out if m["role"] == "user"), None)
+        if first is None:
+            raise ValueError("`messages` has no user turn to hold the video")
+        first["content"] = [{"type": "video"}] + first["content"]
+    return out
+
+
+def render_chat_with_assistant_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """
+    The text of a chat through the processor's chat template, and the character spans of the assistant turns in it.
+
+    With `{% generation %}` markers in the template, the spans are the template's own (transformers'
+    assistant-token mask); otherwise each assistant text is rendered as a unique placeholder, found in the output
+    and put back, so its span is exact without re-tokenising a prefix.
+    """
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    template = processor.chat_template
+    if not template:
+        raise ValueError("the processor has no chat template: chat data needs one (`processor.chat_template`)")
+    tokens = processor.tokenizer.special_tokens_map
+    if re.search(r"\{%-?\s*generation\s*-?%\}", template):
+        rendered, indices = render_jinja_template(
+            conversations=[messages], chat_template=template, return_assistant_tokens_mask=True, **tokens
+        )
+        return rendered[0], [tuple(span) for span in indices[0]]
+    placeholders, answers, marked = [], [], []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            marked.append(message)
+            continue
+        content = message["content"]
+        text = content if isinstance(content, str) else "".join(
+            item.get("text", "") for item in content if item.get("type") == "text"
+        )
+        placeholder = f"\u2063ANSWER{index}\u2063"
+        placeholders.append(placeholder)
+        answers.append(text)
+        marked.append({**message, "content": [{"type": "text", "text": placeholder}]})
+    rendered, _ = render_jinja_template(conversations=[marked], chat_template=template, **tokens)
+    text, spans = rendered[0], []
+    for placeholder, answer in zip(placeholders, answers):
+        position = text.find(placeholder)
+        if position < 0:
+            raise ValueError("the chat template changes assistant texts; add `{% generation %}` markers to it")
+        text = text[:position] + answer + text[position + len(placeholder):]
+        spans.append((position, position + len(answer)))
+    return text, spans
+
+
 class LlavaNextARDataCollator:
     """
-    Batches `{"video": frames, "prompt": str, "answer": str}` examples for `LlavaNextARForConditionalGeneration`.
+    Batches examples for `LlavaNextARForConditionalGeneration`. An example holds `video` (anything the processor
+    takes: a `[T, H, W, C]` array, a path, a `SampledVideo` from `processor.read_video`) and its text as one of
 
-    `prompt` holds the processor's video placeholder (e.g. `"USER: <video>\\nWhat happens? ASSISTANT:"`); the text
-    fed to the model is `prompt + " " + answer`. `labels` are the input ids with the prompt and padding set to
-    `-100`, so only the answer is learned. `video` is anything the processor takes (a `[T, H, W, C]` array, a list of
-    PIL images, a path); examples whose `video` is `None` (clips that failed to decode) are dropped. Returns the processor's tensors (`input_ids`, `attention_mask`, `pixel_values_videos`,
-    `video_frames`, `video_frame_indices`, and `llm_frame_indices` when the LLM sees other frames) plus `labels`.
+    - `messages` (the `apply_chat_template` format; a video item in the first user turn, added if missing),
+    - `conversations` (LLaVA format, any number of turns, `<video>` anywhere in the first human turn),
+    - `prompt` + `answer` (text already in the model's format; the model reads `prompt + " " + answer`).
+
+    Chats go through the processor's chat template; `labels` are the input ids on every assistant turn (the spans the
+    template marks with `{% generation %}`, or the assistant texts, see `render_chat_with_assistant_spans`; for
+    `prompt` + `answer`, the answer) and `-100` elsewhere (prompts, video tokens, padding): found from the tokenizer's
+    offsets in the text the model reads, never by tokenising a prefix again. Examples whose `video` is `None` (clips
+    that failed to decode) are dropped. Returns the processor's tensors (`input_ids`, `attention_mask`,
+    `pixel_values_videos`, `video_frames`, `video_frame_indices`, and `llm_frame_indices` when the LLM sees other
+    frames) plus `labels`.
     """
 
     def __init__(self, processor, max_length: int | None = None):
@@ -165,26 +271,48 @@ class LlavaNextARDataCollator:
         self.video_token = processor.video_token
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
 
+    def text_and_spans(self, example: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
+        """The text of an example and the character spans of what is learned in it."""
+        if example.get("messages") is not None:
+            return render_chat_with_assistant_spans(self.processor, _with_video(example["messages"]))
+        if example.get("conversations") is not None:
+            return render_chat_with_assistant_spans(self.processor, conversations_to_messages(example["conversations"]))
+        text = f"{example['prompt']} {example['answer']}"
+        return text, [(len(example["prompt"]) + 1, len(text))]
+
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         examples = [example for example in examples if example.get("video") is not None]  # failed decodes
         if not examples:
             raise ValueError("every clip of this batch failed to decode (see the warnings naming their paths)")
-        texts = [f"{example['prompt']} {example['answer']}" for example in examples]
+        texts, spans = zip(*(self.text_and_spans(example) for example in examples))
+        tokenizer = self.processor.tokenizer
+        starts_with_bos = tokenizer.bos_token is not None and all(t.startswith(tokenizer.bos_token) for t in texts)
         batch = self.processor(
-            text=texts,
+            text=list(texts),
             videos=[example["video"] for example in examples],
             return_tensors="pt",
             padding=True,
             padding_side="right",
+            return_offsets_mapping=True,
+            **({"add_special_tokens": False} if starts_with_bos else {}),
         )
-        labels = batch["input_ids"].clone()
-        labels[batch["attention_mask"] == 0] = -100
-        tokenizer = self.processor.tokenizer
-        for row, example in enumerate(examples):
-            num_video_tokens = int((batch["input_ids"][row] == self.video_token_id).sum())
-            expanded = example["prompt"].replace(self.video_token, self.video_token * num_video_tokens, 1)
-            prompt_length = len(tokenizer(expanded)["input_ids"])
-            labels[row, :prompt_length] = -100
+        offsets = batch.pop("offset_mapping")
+        input_ids = batch["input_ids"]
+        labels = torch.full_like(input_ids, -100)
+        for row, (text, row_spans) in enumerate(zip(texts, spans)):
+            # The processor expands each `<video>` of the text into the clip's video tokens: move the spans with it.
+            places = [match.start() for match in re.finditer(re.escape(self.video_token), text)]
+            expanded = int((input_ids[row] == self.video_token_id).sum())
+            per_place = expanded // max(len(places), 1)
+            gained = (per_place - 1) * len(self.video_token)
+            learned = torch.zeros(input_ids.shape[1], dtype=torch.bool)
+            for start, end in row_spans:
+                shift_start = gained * sum(place < start for place in places)
+                shift_end = gained * sum(place < end for place in places)
+                token_start, token_end = offsets[row, :, 0], offsets[row, :, 1]
+                learned |= (token_start < end + shift_end) & (token_end > start + shift_start)
+            learned &= batch["attention_mask"][row].bool() & (input_ids[row] != self.video_token_id)
+            labels[row, learned] = input_ids[row, learned]
         batch["labels"] = labels
         return dict(batch)
 
@@ -194,4 +322,6 @@ __all__ = [
     "add_loss_components_logging",
     "freeze_parameters_without_gradients",
     "LlavaNextARDataCollator",
+    "conversations_to_messages",
+    "render_chat_with_assistant_spans",
 ]

@@ -21,6 +21,7 @@ script saves a remote-code checkpoint (model + processor) to `<output_dir>/final
 
 import argparse
 import difflib
+import itertools
 import json
 import logging
 import os
@@ -43,11 +44,16 @@ from video_data import (  # noqa: E402
     BUILTIN_CLIPS,
     DECODE_FAILURES,
     DEFAULT_PROMPT,
+    BadRowError,
+    SkipLog,
+    StreamingVideoChatDataset,
+    VideoChatDataset,
     builtin_clips_manifest,
     check_rows,
     count_frames,
-    read_manifest,
-    video_text_dataset,
+    load_manifest,
+    normalise_row,
+    row_text,
 )
 
 from llava_next_ar import (  # noqa: E402
@@ -92,19 +98,42 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     train_manifest: str | None = field(
-        default=None, metadata={"help": "JSON/JSONL/CSV manifest or clip folder; None = the built-in clips"}
+        default=None,
+        metadata={"help": "JSON/JSONL/CSV/Parquet manifest, a folder of them or of clips, or a `load_dataset` name; "
+                  "None = the built-in clips"},
     )
+    video_root: str | None = field(
+        default=None, metadata={"help": "folder the manifest's video paths are relative to (default: its folder)"}
+    )
+    streaming: bool = field(
+        default=False, metadata={"help": "read the manifest row by row (datasets streaming; needs max_steps); rows "
+                                 "are then checked as they load instead of before training"}
+    )
+    frame_sampling: str = field(
+        default="window",
+        metadata={"help": "which frames of a clip are decoded: 'window' (num_frames consecutive frames from "
+                  "start_frame), 'uniform' (num_frames evenly over the clip), 'fps' (sampling_fps frames a second, "
+                  "at most num_frames), 'all' (every frame; with fast/slow sampling: the presets over the whole clip)"},
+    )
+    sampling_fps: float | None = field(default=None, metadata={"help": "frames per second for frame_sampling=fps"})
     builtin_clips: str = field(
         default=",".join(BUILTIN_CLIPS), metadata={"help": "built-in clips to train on (comma-separated)"}
     )
     num_frames: int = field(
         default=8,
         metadata={"help": "frames per example: the built-in clips' windows, and manifest rows without their own "
-                  "`num_frames` (consecutive frames from `start_frame`; -1 = the whole clip)"},
+                  "`num_frames` (consecutive frames from `start_frame`; -1 = the whole clip); with "
+                  "frame_sampling=uniform the frames sampled per clip, with fps their maximum"},
     )
     window_stride: int = field(default=4, metadata={"help": "built-in clips: frames between window starts"})
-    decode_size: int | None = field(default=96, metadata={"help": "resize frames to this square at decode time"})
-    on_decode_error: str = field(default="skip", metadata={"help": "'skip' (log the path) or 'raise'"})
+    decode_size: int | None = field(
+        default=None, metadata={"help": "unused, kept so that older configs parse: frames are decoded straight to "
+                                "the processor's working size (aspect ratio kept)"},
+    )
+    on_decode_error: str = field(
+        default="skip", metadata={"help": "bad rows (missing file, undecodable, too short, no assistant turn): "
+                                  "'skip' (warn naming the row, path and reason; counted at the end) or 'raise'"},
+    )
     prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": "prompt for caption-only rows"})
 
 
@@ -199,14 +228,17 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Job
 
 
 PROMPT_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
+    "{% macro render(content) %}{% if content is string %}{{ content }}{% else %}{% for item in content %}"
     "{% if item['type'] == 'video' %}<video>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}{% if message['role'] != 'user' %}</s>{% endif %} {% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    "{% endfor %}{% endif %}{% endmacro %}"
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {{ render(message['content']) }} "
+    "{% elif message['role'] == 'system' %}{{ render(message['content']) }} "
+    "{% else %}ASSISTANT: {% generation %}{{ render(message['content']) }}</s>{% endgeneration %} {% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
-"""The tiny model's chat template: the `USER: <video>\n... ASSISTANT:` format of `DEFAULT_PROMPT` and the
-manifests' `conversations`, so the model card's `apply_chat_template` example works on its checkpoints."""
+"""The tiny model's chat template: the `USER: <video>\n... ASSISTANT:` format of `DEFAULT_PROMPT`, any number of
+turns; `{% generation %}` marks what the model learns (each assistant text and its `</s>`), so the collator's labels
+come from the template itself. The model card's `apply_chat_template` example works on its checkpoints."""
 
 
 def build_tiny_model_and_processor(
@@ -388,24 +420,80 @@ def check_output_dir(training_args: TrainingArguments, job_args: JobArguments) -
         )
 
 
+SAMPLING_MODES = {"window": "all", "all": "all", "uniform": "uniform", "fps": "fps"}
+"""train.py's `frame_sampling` -> the processor's (`window`: the rows' windows, every frame of each)."""
+
+
+def configure_sampling(processor: LlavaNextARProcessor, data_args: DataArguments) -> None:
+    """Store the data's frame sampling in the processor (saved with the checkpoint): the processor decides which
+    frames of a clip are decoded, for `video_frames` and the LLM alike."""
+    mode = data_args.frame_sampling
+    if mode not in SAMPLING_MODES:
+        raise ConfigError(f"`frame_sampling` must be one of {sorted(SAMPLING_MODES)}, got {mode!r}")
+    if mode == "fps" and not data_args.sampling_fps:
+        raise ConfigError("`frame_sampling`=fps needs `sampling_fps` (frames per second)")
+    if mode in ("uniform", "fps") and data_args.num_frames < 1:
+        raise ConfigError(f"`frame_sampling`={mode} needs `num_frames` >= 1, got {data_args.num_frames}")
+    processor.frame_sampling = SAMPLING_MODES[mode]
+    processor.sampling_num_frames = data_args.num_frames if mode == "uniform" else None
+    processor.sampling_fps = data_args.sampling_fps if mode == "fps" else None
+    processor.sampling_max_frames = data_args.num_frames if mode == "fps" else None
+    processor.validate_settings()
+
+
+def default_row_frames(data_args: DataArguments) -> int | None:
+    """`num_frames` of a row that has none: the window length (`window`), else the whole clip (`None`)."""
+    return data_args.num_frames if data_args.frame_sampling == "window" else None
+
+
+def read_rows(data_args: DataArguments) -> tuple[list[dict], list[str], int]:
+    """The manifest's (or built-in clips') rows normalised, the problems of the rows that cannot be, and the count."""
+    if not data_args.train_manifest:
+        clips = [clip for clip in data_args.builtin_clips.split(",") if clip]
+        rows = builtin_clips_manifest(clips, data_args.num_frames, data_args.window_stride, data_args.prompt)
+        if data_args.frame_sampling != "window":  # sample over the whole clip, once per clip
+            rows = list({row["video"]: {**row, "start_frame": 0, "num_frames": None} for row in rows}.values())
+        return [normalise_row(row, Path("/"), data_args.prompt, None, index) for index, row in enumerate(rows)], [], len(
+            rows)
+    raw, root = load_manifest(data_args.train_manifest, data_args.video_root)
+    rows, problems = [], []
+    for index, row in enumerate(raw):
+        try:
+            rows.append(normalise_row(row, root, data_args.prompt, default_row_frames(data_args), index,
+                                      data_args.train_manifest))
+        except BadRowError as error:
+            problems.append(f"row {index}: {error} ({error.reason})")
+    return rows, problems, len(raw)
+
+
 def checked_rows(rows: list[dict], processor: LlavaNextARProcessor, data_args: DataArguments,
-                 training_args: TrainingArguments) -> list[dict]:
-    """The manifest's rows, checked before training (see `video_data.check_rows`): with `on_decode_error=raise` any
-    problem stops the run listing them all; with `skip` the bad rows are dropped with one warning listing them."""
+                 training_args: TrainingArguments, problems: list[str] = (), total: int | None = None) -> list[dict]:
+    """The manifest's rows, checked before training (see `video_data.check_rows`; `problems` found while reading
+    them come first): with `on_decode_error=raise` any problem stops the run listing them all; with `skip` the bad
+    rows are dropped with one warning listing them."""
+    total = len(rows) if total is None else total
+    sampled = processor.sampling_num_frames if processor.frame_sampling == "uniform" else None
+    longest = max((row["num_frames"] or 2 for row in rows), default=2)
     min_frames = 2  # the next-frame objective needs a previous frame
-    for frames in range(2, 1 + max((row["num_frames"] for row in rows), default=2)):
+    for frames in range(2, 1 + max(longest, sampled or 2)):
         try:
             processor.sample_frame_indices(frames)
         except ValueError:
             min_frames = frames + 1
             continue
         break
-    good, problems = check_rows(rows, training_args.per_device_train_batch_size, min_frames)
-    if problems and (data_args.on_decode_error == "raise" or not good or len(good) == len(rows)):
+    frames_given = None
+    if sampled is not None:  # every clip gives the sampled frames, whatever its length
+        min_frames, frames_given = max(min_frames, sampled), (lambda length: sampled)
+    elif processor.frame_sampling == "fps":
+        frames_given = lambda length: None  # noqa: E731 (depends on each clip's frame rate)
+    good, found = check_rows(rows, training_args.per_device_train_batch_size, min_frames, frames_given)
+    problems = [*problems, *found]
+    if problems and (data_args.on_decode_error == "raise" or not good or len(good) == total):
         raise ValueError(f"the training data has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     if problems:
         logger.warning(
-            "skipping %d of %d training examples (on_decode_error=skip):\n  %s", len(rows) - len(good), len(rows),
+            "skipping %d of %d training examples (on_decode_error=skip):\n  %s", total - len(good), total,
             "\n  ".join(problems[:50]) + ("\n  ..." if len(problems) > 50 else ""),
         )
     return good
@@ -414,7 +502,14 @@ def checked_rows(rows: list[dict], processor: LlavaNextARProcessor, data_args: D
 def example_frame_count(rows: list[dict], processor: LlavaNextARProcessor) -> int:
     """Frames of the objective (`video_frames`) for the first example, as the processor samples them."""
     row = rows[0]
-    frames = row["num_frames"] if row["num_frames"] > 0 else count_frames(row["video"]) - row["start_frame"]
+    if processor.frame_sampling == "uniform":
+        frames = processor.sampling_num_frames
+    elif row["num_frames"] is not None and row["num_frames"] > 0:
+        frames = row["num_frames"]
+    else:
+        frames = count_frames(row["video"]) - row["start_frame"]
+    if processor.frame_sampling == "fps":
+        frames = min(frames, processor.sampling_max_frames or frames)
     return len(processor.sample_frame_indices(frames)[0])
 
 
@@ -476,14 +571,21 @@ def main(argv: list[str] | None = None) -> Trainer:
     set_seed(training_args.seed)
     autoregressive_config = json.loads(model_args.autoregressive_config) if model_args.autoregressive_config else {}
 
-    if data_args.train_manifest:
-        rows = read_manifest(data_args.train_manifest, prompt=data_args.prompt, num_frames=data_args.num_frames)
+    streaming = bool(data_args.train_manifest and data_args.streaming)
+    if streaming:  # rows are read, checked and decoded as training takes them
+        raw_rows, video_root = load_manifest(data_args.train_manifest, data_args.video_root, streaming=True)
+        rows, problems, total = [], [], None
+        for index, row in enumerate(raw_rows.take(1000)):  # the tiny model's vocabulary, from the first rows
+            try:
+                rows.append(normalise_row(row, video_root, data_args.prompt, default_row_frames(data_args), index))
+            except BadRowError:
+                pass
     else:
-        clips = [clip for clip in data_args.builtin_clips.split(",") if clip]
-        rows = builtin_clips_manifest(clips, data_args.num_frames, data_args.window_stride, data_args.prompt)
+        rows, problems, total = read_rows(data_args)
 
     if model_args.model_name_or_path is None:
-        words = re.findall(r"\w+|[^\w\s]", " ".join(f"{row['prompt']} {row['answer']}" for row in rows))
+        text = " ".join([DEFAULT_PROMPT, *(row_text(row) for row in rows)])
+        words = re.findall(r"\w+|[^\w\s]", text)
         model, processor = build_tiny_model_and_processor(model_args, words, autoregressive_config)
     else:
         config = LlavaNextARConfig.from_pretrained(model_args.model_name_or_path)
@@ -495,12 +597,22 @@ def main(argv: list[str] | None = None) -> Trainer:
         model = LlavaNextARForConditionalGeneration.from_pretrained(model_args.model_name_or_path, config=config)
         processor = LlavaNextARProcessor.from_pretrained(model_args.model_name_or_path, trust_remote_code=False)
     processor.check_compatible(model.config)
-    rows = checked_rows(rows, processor, data_args, training_args)
-    train_dataset = video_text_dataset(rows, data_args.decode_size, data_args.on_decode_error)
+    configure_sampling(processor, data_args)
+    output_dir = Path(training_args.output_dir)
+    skip_log = SkipLog(output_dir / "skipped_rows.jsonl", raise_errors=data_args.on_decode_error == "raise")
+    if skip_log.path.exists() and training_args.process_index == 0 and not training_args.resume_from_checkpoint:
+        skip_log.path.unlink()
+    if streaming:
+        train_dataset = StreamingVideoChatDataset(
+            raw_rows, processor, video_root, skip_log, data_args.prompt, default_row_frames(data_args),
+            data_args.train_manifest,
+        )
+    else:
+        rows = checked_rows(rows, processor, data_args, training_args, problems, total)
+        train_dataset = VideoChatDataset(rows, processor, skip_log, source=data_args.train_manifest or "built-in clips")
     collator = LlavaNextARDataCollator(processor)
     if model_args.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)
-    output_dir = Path(training_args.output_dir)
     if model_args.use_lora:
         from peft import LoraConfig, get_peft_model
 
@@ -515,7 +627,7 @@ def main(argv: list[str] | None = None) -> Trainer:
         )
         model = get_peft_model(model, lora)
     if uses_ddp(training_args) and training_args.ddp_find_unused_parameters is None:
-        probe = collator([train_dataset[i] for i in range(min(2, len(train_dataset)))])
+        probe = collator(first_examples(train_dataset, 2))
         frozen = freeze_parameters_without_gradients(model.to(training_args.device), probe)
         if frozen and training_args.process_index == 0:
             modules = sorted({name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
@@ -538,7 +650,7 @@ def main(argv: list[str] | None = None) -> Trainer:
         final, saved_model = save_final(trainer, processor, model_args, output_dir)
         print(f"saved the remote-code checkpoint to {final}: {sorted(os.listdir(final))}")
         if job_args.plots:
-            frames = example_frame_count(rows, processor)
+            frames = first_examples(train_dataset, 1)[0]["video"].video_frame_indices.numel()
             print(f"frame mask: {frame_mask_png(saved_model.config, frames, output_dir, saved_model)}")
             plot_losses(trainer.state.log_history, output_dir / "losses.png")
             print(f"losses plot: {output_dir / 'losses.png'}")
@@ -548,17 +660,30 @@ def main(argv: list[str] | None = None) -> Trainer:
                 f"step {entry['step']:>4}: loss {entry['loss']:.4f}  main_loss {entry['main_loss']:.4f}  "
                 f"autoregressive_loss {entry.get('autoregressive_loss', float('nan')):.4f}"
             )
-        if DECODE_FAILURES:
-            print(f"{len(DECODE_FAILURES)} clip(s) failed to decode during training and were skipped:")
+        skipped = skip_log.entries()
+        if skipped or DECODE_FAILURES:
+            counts = ", ".join(f"{count} {reason}" for reason, count in sorted(skip_log.summary().items()))
+            print(f"{len(skipped)} training example(s) could not be used and were skipped ({counts}):")
+            for entry in skipped[:50]:
+                print(f"  {entry.get('message', entry)}")
             for path, message in sorted(DECODE_FAILURES.items()):
                 print(f"  {message}")
+        else:
+            print("0 training examples skipped")
         if job_args.reload_check:
-            batch = collator([train_dataset[0]])
+            batch = collator(first_examples(train_dataset, 1))
             print(reload_in_fresh_process(final.resolve(), batch), end="")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return trainer
+
+
+def first_examples(dataset, count: int) -> list[dict]:
+    """The first `count` usable examples of a map-style or iterable training dataset."""
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        return list(itertools.islice(iter(dataset), count))
+    return [dataset[index] for index in range(min(count, len(dataset)))]
 
 
 def uses_ddp(training_args: TrainingArguments) -> bool:

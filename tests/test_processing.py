@@ -13,6 +13,7 @@ from transformers.video_utils import load_video
 from helpers import IMAGE_SIZE, IMAGE_TOKEN, VIDEO_TOKEN, tiny_config, tiny_model
 from llava_next_ar import LlavaNextARForConditionalGeneration, VideoFrameSampler
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
+from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames
 from tiny_tokenizer import CHAT_TEMPLATE, tiny_tokenizer
 
 
@@ -416,9 +417,14 @@ def test_video_file_path_is_decoded_end_to_end(as_path):
     assert batch["video_frame_indices"].tolist() == [[decoded_numbers[i] for i in (0, 3, 6, 8, 9, 10, 11)]]
     frames, _ = load_video(str(CARPHONE), backend="pyav")  # [120, 144, 176, 3] uint8
     assert tuple(frames.shape) == (120, 144, 176, 3)
-    same = processor(text=PROMPT, videos=torch.from_numpy(frames)[decoded_numbers], return_tensors="pt")
+    # Only the used frames are decoded, straight to the working size (shortest edge 32, aspect kept): the same as the
+    # full decode resized by PyAV, and close to the video processor resizing full-size frames itself.
+    resized = decode_all_frames(str(CARPHONE), size=(32, 39))[decoded_numbers]
+    same = processor(text=PROMPT, videos=resized, return_tensors="pt")
     assert torch.equal(batch["video_frames"], same["video_frames"])
     assert torch.equal(batch["pixel_values_videos"], same["pixel_values_videos"])
+    full_size = processor(text=PROMPT, videos=torch.from_numpy(frames)[decoded_numbers], return_tensors="pt")
+    assert (batch["video_frames"] - full_size["video_frames"]).abs().mean() < 0.1
 
 
 def test_video_file_without_frame_sampling_uses_every_frame():

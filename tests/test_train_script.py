@@ -81,9 +81,11 @@ def test_manifest_formats_agree(tmp_path):
     folder.mkdir()
     os.symlink(CLIP, folder / "carphone.mp4")
     (folder / "carphone.txt").write_text("a man talks\n")
-    for source in ("rows.jsonl", "rows.csv", "rows.json", "clips"):
+    for source in ("rows.jsonl", "rows.csv", "rows.json", "clips"):  # every format becomes a chat
         (row,) = read_manifest(tmp_path / source)
-        assert row["answer"] == "a man talks" and "<video>" in row["prompt"] and Path(row["video"]).exists()
+        question, answer = row["conversations"]
+        assert answer == {"from": "gpt", "value": "a man talks"} and "<video>" in question["value"]
+        assert Path(row["video"]).exists()
 
 
 def test_dataset_decodes_lazily_and_reports_failures_by_path(tmp_path, caplog):
@@ -93,7 +95,7 @@ def test_dataset_decodes_lazily_and_reports_failures_by_path(tmp_path, caplog):
     rows.append({**rows[0], "video": str(broken)})
     dataset = video_text_dataset(rows, decode_size=32, on_decode_error="skip")
     first = dataset[0]
-    assert first["video"].shape == (4, 32, 32, 3)
+    assert first["video"].shape == (4, 32, 39, 3)  # shortest edge 32, the 176x144 clip's aspect ratio kept
     assert dataset[len(rows) - 1]["video"] is None
     assert str(broken) in caplog.text
     strict = video_text_dataset(rows, decode_size=32, on_decode_error="raise")

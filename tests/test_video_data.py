@@ -1,0 +1,322 @@
+"""Issue 13: sample first, then decode only the sampled frames (seeking; by timestamps), chat data with exact label
+masks, manifests through `datasets` (streaming, bad rows skipped and counted), DataLoader workers. The clips are
+written here with PyAV; frame `t` shows the number `t` (`labelled_video`)."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from labelled_video import read_number, write_labelled_clip
+
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import train  # noqa: E402
+from video_data import (  # noqa: E402
+    BadRowError,
+    SkipLog,
+    StreamingVideoChatDataset,
+    VideoChatDataset,
+    load_manifest,
+    read_manifest,
+)
+
+from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator  # noqa: E402
+from llava_next_ar.video_decoding_llava_next_ar import (  # noqa: E402
+    decode_all_frames,
+    index_video,
+    read_frames,
+)
+
+
+FRAMES = 120
+VFR_MS = [0]
+for _step in range(59):
+    VFR_MS.append(VFR_MS[-1] + (20, 33, 50, 90)[_step % 4] + (_step % 3) * 7)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return {
+        "cfr": write_labelled_clip(folder / "cfr.mp4", FRAMES, fps=25, gop=12),
+        "vfr": write_labelled_clip(folder / "vfr.mkv", len(VFR_MS), pts_ms=VFR_MS, gop=10),  # no frame count in mkv
+        "short": write_labelled_clip(folder / "short.mp4", 5, gop=5),
+        "folder": folder,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model_args, *_ = train.parse_arguments(["--output_dir", "unused", "--tiny_image_size", "32",
+                                            "--tiny_patch_size", "8", "--tiny_hidden_size", "32"])
+    words = "USER ASSISTANT : what happens in the video ? a bar counts up and then more words here".split()
+    _, processor = train.build_tiny_model_and_processor(model_args, words, {})
+    return processor
+
+
+def sampled(processor, path, **settings):
+    saved = {key: getattr(processor, key) for key in settings}
+    for key, value in settings.items():
+        setattr(processor, key, value)
+    try:
+        return processor.read_video(path)
+    finally:
+        for key, value in saved.items():
+            setattr(processor, key, value)
+
+
+def numbers(video) -> list[int]:
+    return [read_number(frame) for frame in video.frames]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling modes: indices and the frames that come out (each shows its own number)
+
+
+def test_uniform_fps_window_and_fast_slow_over_the_whole_clip(clips, tiny):
+    path = str(clips["cfr"])
+    uniform = sampled(tiny, path, frame_sampling="uniform", sampling_num_frames=8)
+    expected = [round(i * (FRAMES - 1) / 7 + 1e-9) for i in range(8)]
+    assert uniform.video_frame_indices.tolist() == expected == numbers(uniform)  # [0, 17, 34, 51, 68, 85, 102, 119]
+    assert uniform.frames.shape[1:] == (32, 53, 3)  # decoded at the working size, shortest edge 32, aspect kept
+
+    fps = sampled(tiny, path, frame_sampling="fps", sampling_fps=2.0)  # 25 fps clip: every 12.5 frames
+    assert fps.video_frame_indices.tolist() == [int(k * 12.5) for k in range(10)] == numbers(fps)
+    capped = sampled(tiny, path, frame_sampling="fps", sampling_fps=2.0, sampling_max_frames=4)
+    assert capped.video_frame_indices.tolist() == [0, 37, 75, 112] == numbers(capped)
+
+    window = tiny.read_video(path, start_frame=30, num_frames=6)  # frame_sampling="all" within an explicit window
+    assert window.video_frame_indices.tolist() == list(range(30, 36)) == numbers(window)
+
+    tiny.use_fast_slow_frames = True  # the fast/slow sampler over the whole clip: only its frames are decoded
+    try:
+        whole = tiny.read_video(path)
+        union, llm = tiny.sample_frame_indices(FRAMES)
+    finally:
+        tiny.use_fast_slow_frames = False
+    assert whole.video_frame_indices.tolist() == union.tolist() == numbers(whole)
+    assert whole.llm_frame_indices.tolist() == llm.tolist()
+
+    batch = tiny(text="USER: <video>\nwhat ?", videos=uniform, return_tensors="pt")  # as the collator passes it
+    assert batch["video_frame_indices"].tolist() == [expected] and batch["video_frames"].shape[1] == 8
+    again = tiny(text="USER: <video>\nwhat ?", videos={"path": path, "start_frame": 30, "num_frames": 6},
+                 return_tensors="pt")
+    assert again["video_frame_indices"].tolist() == [list(range(30, 36))]
+
+
+def test_sampling_settings_are_saved_with_the_processor(tiny, tmp_path):
+    from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
+
+    tiny.frame_sampling, tiny.sampling_num_frames = "uniform", 6
+    try:
+        tiny.save_pretrained(tmp_path)
+    finally:
+        tiny.frame_sampling, tiny.sampling_num_frames = "all", None
+    loaded = LlavaNextARProcessor.from_pretrained(tmp_path)
+    assert (loaded.frame_sampling, loaded.sampling_num_frames) == ("uniform", 6)
+    with pytest.raises(ValueError, match="sampling_num_frames"):
+        LlavaNextARProcessor.from_pretrained(tmp_path, sampling_num_frames=0)
+    with pytest.raises(ValueError, match="settings of the processor, not of a call"):
+        loaded(text="<video>", videos=torch.zeros(2, 8, 8, 3, dtype=torch.uint8), frame_sampling="fps")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Seeking: the same frames as a full decode, bit for bit; variable frame rate and missing frame counts
+
+
+def test_seeking_gives_the_frames_of_a_full_decode_bit_identical(clips):
+    index = index_video(str(clips["cfr"]))
+    assert index.num_frames == FRAMES and len(index.keyframe_pts) == FRAMES // 12
+    wanted = [0, 1, 11, 12, 13, 40, 59, 60, 61, 95, 118, 119]  # around keyframes, inside GOPs, both ends
+    for size in (None, (32, 53)):
+        full = decode_all_frames(str(clips["cfr"]), size)
+        got = read_frames(index, wanted, size)
+        assert torch.equal(got, full[wanted])
+    assert [read_number(frame) for frame in got] == wanted
+
+
+def test_variable_frame_rate_and_a_container_without_a_frame_count(clips, tiny):
+    path = str(clips["vfr"])
+    index = index_video(path)
+    assert index.header_frames == 0 and index.num_frames == len(VFR_MS)  # counted from the packets present
+    assert [round(t * 1000) for t in index.timestamps] == VFR_MS
+    full = decode_all_frames(path)
+    wanted = [0, 7, 8, 30, 59]
+    assert torch.equal(read_frames(index, wanted), full[wanted])
+    uniform = sampled(tiny, path, frame_sampling="uniform", sampling_num_frames=5)
+    assert numbers(uniform) == uniform.video_frame_indices.tolist()
+    by_time = sampled(tiny, path, frame_sampling="fps", sampling_fps=4.0)  # the frame on screen every 0.25 s
+    expected = []
+    for k in range(int(VFR_MS[-1] / 250) + 1):
+        frame = max(i for i, ms in enumerate(VFR_MS) if ms <= 250 * k)
+        if frame not in expected:
+            expected.append(frame)
+    assert by_time.video_frame_indices.tolist() == expected == numbers(by_time)
+
+
+def test_a_decode_has_a_time_bound(clips, tiny):
+    from llava_next_ar.video_decoding_llava_next_ar import VideoDecodeError
+
+    with pytest.raises(VideoDecodeError, match="cfr.mp4.*time limit"):
+        read_frames(index_video(str(clips["cfr"])), list(range(0, FRAMES, 3)), timeout=0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Chat data: labels on every assistant turn and nothing else, exact token positions
+
+
+def tokens_and_labels(batch, processor, row=0):
+    tokens = processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][row].tolist())
+    return tokens, (batch["labels"][row] != -100).tolist()
+
+
+def test_multi_turn_labels_cover_exactly_the_assistant_turns(tiny):
+    clip = torch.randint(0, 255, (3, 32, 32, 3), dtype=torch.uint8)
+    llava = {"video": clip, "conversations": [
+        {"from": "human", "value": "what happens <video>\nin the video ?"},  # <video> inside the first turn
+        {"from": "gpt", "value": "a bar counts up"},
+        {"from": "human", "value": "and then ?"},
+        {"from": "gpt", "value": "more words"},
+    ]}
+    messages = {"video": clip, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "what happens "}, {"type": "video", "path": "x.mp4"},
+                                     {"type": "text", "text": "in the video ?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "a bar counts up"}]},
+        {"role": "user", "content": [{"type": "text", "text": "and then ?"}]},
+        {"role": "assistant", "content": "more words"},
+    ]}
+    collator = LlavaNextARDataCollator(tiny)
+    batch = collator([llava, messages])
+    assert torch.equal(batch["input_ids"][0], batch["input_ids"][1])
+    assert torch.equal(batch["labels"][0], batch["labels"][1])
+    tokens, learned = tokens_and_labels(batch, tiny)
+    video = tokens.count("<video>")
+    assert video == 3 * 4  # 3 frames x (32 / 8 / 2)^2
+    text = [token for token in tokens if token != "<video>"]
+    assert text == ["USER", ":", "what", "happens", "in", "the", "video", "?", "ASSISTANT", ":", "a", "bar", "counts",
+                    "up", "</s>", "USER", ":", "and", "then", "?", "ASSISTANT", ":", "more", "words", "</s>"]
+    positions = [i for i, flag in enumerate(learned) if flag]
+    first = tokens.index("a")
+    second = len(tokens) - 3
+    assert positions == [*range(first, first + 5), *range(second, second + 3)]  # answers and their </s>
+    assert tokens[first:first + 5] == ["a", "bar", "counts", "up", "</s>"]
+    assert (batch["labels"][0][positions] == batch["input_ids"][0][positions]).all()
+
+    tiny.chat_template = tiny.chat_template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    try:  # a template without generation markers: the assistant texts (found exactly), without the </s>
+        plain = collator([llava])
+    finally:
+        tiny.chat_template = train.PROMPT_CHAT_TEMPLATE
+    _, learned = tokens_and_labels(plain, tiny)
+    assert [i for i, flag in enumerate(learned) if flag] == [*range(first, first + 4), *range(second, second + 2)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Manifests through `datasets`: bad rows, streaming, workers
+
+
+def manifest_rows() -> list[dict]:
+    chat = [{"from": "human", "value": "<video>\nwhat happens ?"}, {"from": "gpt", "value": "a bar counts up"}]
+    return [
+        {"video": "cfr.mp4", "conversations": chat},
+        {"video": "gone.mp4", "conversations": chat},  # missing file
+        {"video": "broken.mp4", "conversations": chat},  # undecodable
+        {"video": "short.mp4", "conversations": chat},  # too short for 8 uniform frames
+        {"video": "cfr.mp4", "conversations": chat[:1]},  # no assistant turn
+        {"messages": [{"role": "user", "content": [{"type": "video", "path": "vfr.mkv"},
+                                                   {"type": "text", "text": "what happens ?"}]},
+                      {"role": "assistant", "content": [{"type": "text", "text": "a bar counts up"}]}]},
+    ]
+
+
+REASONS = {"missing file": "gone.mp4", "undecodable": "broken.mp4", "too short": "short.mp4",
+           "no assistant turn": "cfr.mp4"}
+
+
+@pytest.fixture(scope="module")
+def manifest(clips, tmp_path_factory):
+    data = tmp_path_factory.mktemp("manifest")
+    (clips["folder"] / "broken.mp4").write_bytes(b"not a video at all")
+    path = data / "train.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in manifest_rows()))
+    return path
+
+
+def test_streaming_manifest_skips_each_bad_row_with_its_reason_and_counts_them(manifest, clips, tiny, caplog,
+                                                                             tmp_path):
+    tiny.frame_sampling, tiny.sampling_num_frames = "uniform", 8
+    try:
+        rows, root = load_manifest(manifest, video_root=clips["folder"], streaming=True)
+        log = SkipLog(tmp_path / "skipped.jsonl")
+        with caplog.at_level(logging.WARNING, logger="video_data"):
+            examples = list(StreamingVideoChatDataset(rows, tiny, root, log))
+        assert [example["video"].video_frame_indices.numel() for example in examples] == [8, 8]
+        assert str(examples[1]["video"].metadata.total_num_frames) == "60"  # the path came from `messages`
+        assert log.summary() == {reason: 1 for reason in REASONS}
+        for reason, name in REASONS.items():
+            assert any(reason in record.getMessage() and name in record.getMessage() for record in caplog.records)
+        with pytest.raises(BadRowError, match=r"gone.mp4\): missing file"):
+            list(StreamingVideoChatDataset(rows, tiny, root, SkipLog(raise_errors=True)))
+        batch = LlavaNextARDataCollator(tiny)(examples)
+        assert batch["video_frames"].shape[:2] == (2, 8) and (batch["labels"] != -100).sum() == 2 * 5
+    finally:
+        tiny.frame_sampling, tiny.sampling_num_frames = "all", None
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["map", "streaming"])
+def test_dataloader_workers_decode_every_good_row_once(manifest, clips, tiny, tmp_path, streaming):
+    tiny.frame_sampling, tiny.sampling_num_frames = "uniform", 8
+    try:
+        log = SkipLog(tmp_path / "skipped.jsonl")  # workers append here; the parent reads the count
+        if streaming:
+            rows, root = load_manifest(manifest, video_root=clips["folder"], streaming=True)
+            dataset = StreamingVideoChatDataset(rows, tiny, root, log)
+        else:
+            rows, root = load_manifest(manifest, video_root=clips["folder"])
+            dataset = VideoChatDataset(rows, tiny, log, video_root=root)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2,
+                                             collate_fn=LlavaNextARDataCollator(tiny))
+        batches = list(loader)
+    finally:
+        tiny.frame_sampling, tiny.sampling_num_frames = "all", None
+    totals = sorted(int(batch["video_frame_indices"][0, -1]) for batch in batches)
+    if streaming:
+        assert totals == [59, 119]  # the two good rows, each once
+    else:  # a bad row is replaced by the next good one: one item per row
+        assert len(batches) == 6 and set(totals) == {59, 119}
+    assert log.summary() == {reason: 1 for reason in REASONS}
+
+
+def test_read_manifest_formats_and_video_root(clips, tmp_path):
+    import pandas
+
+    rows = [{"video": "cfr.mp4", "caption": "a bar counts up"}]
+    pandas.DataFrame(rows).to_parquet(tmp_path / "rows.parquet")
+    (tmp_path / "rows.csv").write_text("video,caption\ncfr.mp4,a bar counts up\n")
+    for name in ("rows.parquet", "rows.csv"):
+        (row,) = read_manifest(tmp_path / name, video_root=str(clips["folder"]))
+        assert row["video"] == str(clips["folder"] / "cfr.mp4")
+        assert row["conversations"][-1]["value"] == "a bar counts up"
+
+
+def test_train_streams_a_manifest_with_uniform_sampling_and_reports_the_skips(manifest, clips, tmp_path, capsys):
+    trainer = train.main([
+        "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--logging_steps", "1", "--use_cpu", "True",
+        "--report_to", "none", "--save_strategy", "no", "--reload_check", "False", "--disable_tqdm", "True",
+        "--tiny_image_size", "32", "--tiny_patch_size", "8", "--tiny_hidden_size", "32",
+        "--train_manifest", str(manifest), "--video_root", str(clips["folder"]), "--streaming", "True",
+        "--frame_sampling", "uniform", "--num_frames", "6", "--per_device_train_batch_size", "2",
+    ])
+    out = capsys.readouterr().out
+    assert "4 training example(s) could not be used and were skipped" in out
+    for reason in REASONS:
+        assert f"1 {reason}" in out
+    saved = json.loads((tmp_path / "run" / "final" / "processor_config.json").read_text())
+    assert (saved["frame_sampling"], saved["sampling_num_frames"]) == ("uniform", 6)
+    assert any("main_loss" in entry for entry in trainer.state.log_history)

@@ -272,7 +272,10 @@ def build_tiny_model_and_processor(
         spatial_pool_stride=2,
         autoregressive_config={"num_heads": 4, "num_layers": 2, **autoregressive_config},
     )
-    model = LlavaNextARForConditionalGeneration(config)
+    # `_from_config`, not `LlavaNextARForConditionalGeneration(config)`: under ZeRO-3 (an accelerate DeepSpeed config)
+    # it builds the whole model inside `deepspeed.zero.Init` and initialises the partitioned weights gathered; a direct
+    # call partitions only the sub-models it builds with `from_config`, then fails initialising their empty parts.
+    model = LlavaNextARForConditionalGeneration._from_config(config)
     return model, LlavaNextARProcessor.from_model_config(config, tokenizer, chat_template=PROMPT_CHAT_TEMPLATE)
 
 
@@ -537,15 +540,29 @@ def write_card(folder: Path, config: LlavaNextARConfig, processor: LlavaNextARPr
     (folder / MODEL_CARD_NAME).write_text(model_card(config, processor=kind), encoding="utf-8")
 
 
-def save_final(trainer: Trainer, processor: LlavaNextARProcessor, model_args: ModelArguments, output_dir: Path):
+def gathered_state_dict(trainer: Trainer) -> dict | None:
+    """The whole weights when an engine shards them (DeepSpeed ZeRO-3: the 16-bit consolidated state dict its
+    `zero3_save_16bit_model` allows; FSDP: the full state dict), on rank 0; None when the model holds them whole.
+    Collective: every rank calls it."""
+    deepspeed_plugin = trainer.accelerator.state.deepspeed_plugin if trainer.is_deepspeed_enabled else None
+    if deepspeed_plugin is not None and deepspeed_plugin.zero_stage == 3:
+        return trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if trainer.is_fsdp_enabled:
+        return trainer.accelerator.get_state_dict(trainer.model)
+    return None
+
+
+def save_final(trainer: Trainer, processor: LlavaNextARProcessor, model_args: ModelArguments, output_dir: Path,
+               state_dict: dict | None = None):
     """Save `<output_dir>/final`, a complete remote-code checkpoint (model + processor + card). With LoRA, `final/`
     holds the merged model, and `<output_dir>/adapter` the adapter alone, whose `base_model_name_or_path` points at
-    a saved base (`--model_name_or_path`, or `<output_dir>/base` for the locally built tiny model)."""
+    a saved base (`--model_name_or_path`, or `<output_dir>/base` for the locally built tiny model). `state_dict`:
+    the gathered weights of a sharded run (`gathered_state_dict`); the model's own partitions are not whole."""
     final = output_dir / "final"
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     processor.tokenizer.padding_side = "left"  # saved for batched `generate`; the collator pads right for training
     if not model_args.use_lora:
-        unwrapped.save_pretrained(final)
+        unwrapped.save_pretrained(final, state_dict=state_dict)
         processor.save_pretrained(final)
         write_card(final, unwrapped.config, processor)
         return final, unwrapped
@@ -646,8 +663,9 @@ def main(argv: list[str] | None = None) -> Trainer:
     add_loss_components_logging(trainer)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
+    state_dict = gathered_state_dict(trainer)  # ZeRO-3 / FSDP: every rank takes part in gathering the weights
     if trainer.is_world_process_zero():
-        final, saved_model = save_final(trainer, processor, model_args, output_dir)
+        final, saved_model = save_final(trainer, processor, model_args, output_dir, state_dict)
         print(f"saved the remote-code checkpoint to {final}: {sorted(os.listdir(final))}")
         if job_args.plots:
             frames = first_examples(train_dataset, 1)[0]["video"].video_frame_indices.numel()

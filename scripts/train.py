@@ -127,8 +127,8 @@ class DataArguments:
     )
     window_stride: int = field(default=4, metadata={"help": "built-in clips: frames between window starts"})
     decode_size: int | None = field(
-        default=None, metadata={"help": "unused, kept so that older configs parse: frames are decoded straight to "
-                                "the processor's working size (aspect ratio kept)"},
+        default=None, metadata={"help": "ignored, with a warning (kept so that older configs parse): frames are decoded "
+                                "straight to the processor's working size (aspect ratio kept)"},
     )
     on_decode_error: str = field(
         default="skip", metadata={"help": "bad rows (missing file, undecodable, too short, no assistant turn): "
@@ -615,6 +615,11 @@ def main(argv: list[str] | None = None) -> Trainer:
         processor = LlavaNextARProcessor.from_pretrained(model_args.model_name_or_path, trust_remote_code=False)
     processor.check_compatible(model.config)
     configure_sampling(processor, data_args)
+    if data_args.decode_size is not None:
+        logger.warning(
+            "--decode_size %s is ignored: frames are decoded straight to the processor's working size (aspect ratio "
+            "kept); remove it from your config", data_args.decode_size,
+        )
     output_dir = Path(training_args.output_dir)
     skip_log = SkipLog(output_dir / "skipped_rows.jsonl", raise_errors=data_args.on_decode_error == "raise")
     if skip_log.path.exists() and training_args.process_index == 0 and not training_args.resume_from_checkpoint:

@@ -72,6 +72,16 @@ def test_manifest_clips_of_different_lengths_batch_together_by_default(tmp_path)
     assert np.isfinite(log["loss"]) and log["autoregressive_loss"] > 0
 
 
+def test_the_retired_decode_size_flag_says_it_is_ignored(tmp_path, caplog):
+    """A flag kept only so older configs parse must not do nothing silently."""
+    make_clip(tmp_path / "clip.mp4", 8)
+    manifest = write_jsonl(tmp_path / "data.jsonl", [{"video": "clip.mp4", "caption": "a bar moves"}])
+    with caplog.at_level(logging.WARNING, logger="train"):
+        train.main(quick_run(tmp_path / "run", "--train_manifest", str(manifest), "--num_frames", "4",
+                             "--decode_size", "48"))
+    assert "--decode_size 48 is ignored" in caplog.text
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Items 1 and 9: a manifest is checked before training; bad rows are named at once, not when their batch loads
 

@@ -84,9 +84,9 @@ SETTINGS = {
         "eval_batch_size": 32,
         "probe_l2": 1e-2,
         "seed_variants": ["baseline", "fast_slow", "full"],
-        "long_variants": ["disabled", "frame_mask"],
+        "long_variants": ["disabled", "residual"],
         "long_seeds": [0],
-        "long_steps": 2000,
+        "long_steps": 1500,
     },
     "quick": {
         "seeds": [0],
@@ -636,7 +636,7 @@ def plot(results: dict, path: Path) -> Path:
     table = results["table"]
     variants = list(table)
     labels = [VARIANTS[variant][0].replace(" (", "\n(") for variant in variants]
-    figure, axes = plt.subplots(1, 3, figsize=(16, 0.55 * len(variants) + 2.5), sharey=True)
+    figure, axes = plt.subplots(1, 3, figsize=(16, 0.55 * len(variants) + 3), sharey=True)
     y = np.arange(len(variants))
     panels = (
         ("held-out answer accuracy (%)", "heldout/{}/accuracy/all", 100,
@@ -654,7 +654,7 @@ def plot(results: dict, path: Path) -> Path:
         axis.axvline(reference, color="C3", linestyle="--", linewidth=1, label=reference_label)
         axis.set_title(title, fontsize=10)
         axis.grid(axis="x", alpha=0.3)
-        axis.legend(fontsize=8, loc="lower right")
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=3, frameon=False)
     axes[0].set_yticks(y, labels, fontsize=8)
     axes[0].invert_yaxis()
     figure.suptitle(f"Procedural temporal QA, tiny model, {len(results['settings']['seeds'])} seed(s): "

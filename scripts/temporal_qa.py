@@ -279,7 +279,6 @@ def train_argv(variant: str, seed: int, settings: dict, manifest: Path, output_d
         "--save_strategy", "no", "--plots", "False",
         "--train_manifest", str(manifest),
         "--num_frames", str(settings["num_frames"]),
-        "--decode_size", str(settings["size"]),
         "--on_decode_error", "raise",
         "--tiny_image_size", str(settings["tiny_image_size"]),
         "--tiny_patch_size", str(settings["tiny_patch_size"]),

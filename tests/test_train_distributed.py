@@ -38,8 +38,13 @@ def test_ddp_with_activation_checkpointing_trains_without_find_unused_parameters
 
 
 def test_launch_that_would_train_two_independent_copies_stops(tmp_path):
-    """Without use_cpu on a GPU-less machine, each process would train alone and both would write final/."""
+    """Without use_cpu on a GPU-less machine, recent accelerate starts processes that would each train alone (and both
+    write final/): the run stops. accelerate 1.10 (the oldest supported) gives DDP over gloo there instead, which is a
+    real distributed run (the DDP set-up line says so) and must go on."""
     result = launch(tmp_path)
-    assert result.returncode != 0
+    if result.returncode == 0:
+        assert "so DDP runs without find_unused_parameters" in result.stderr, result.stderr[-3000:]
+        assert "each trains alone" not in result.stderr
+        return
     assert "each trains alone" in result.stderr and "--use_cpu True" in result.stderr
     assert not (tmp_path / "run" / "final").exists()

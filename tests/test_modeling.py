@@ -553,8 +553,10 @@ def test_output_autoregressive_returns_predictions_teacher_features_and_indices(
         output = model(**batch, output_autoregressive=True)
     hook.remove()
     result = output.autoregressive_output
-    assert torch.equal(result.predictions, captured["p"]) and result.predictions.shape == (2, 3, 16, 24)
+    assert result.predictions.shape == (2, 3, 16, 24)
     assert torch.equal(result.teacher_features, model.autoregressive_module.encode_frames(batch["video_frames"]))
+    # predict_residual (the default): the predictor's output is the change from the context frame
+    assert torch.equal(result.predictions, captured["p"] + result.teacher_features[:, :-1])
     assert torch.equal(result.targets, result.teacher_features[:, 1:])
     assert result.context_frame_indices.tolist() == [[0, 2, 5], [1, 2, 3]]
     assert result.target_frame_indices.tolist() == [[2, 5, 6], [2, 3, 9]]
@@ -567,7 +569,8 @@ def test_output_autoregressive_returns_predictions_teacher_features_and_indices(
 def test_predictor_options_do_what_they_say_and_stay_causal(mode):
     """`predict_residual`: prediction = context features + the predictor's output; `normalize_targets`: the teacher's
     features are layer-normalised per patch before the predictor and the loss. Each keeps causality."""
-    plain, model = tiny_model(num_hist=None), tiny_model(num_hist=None, **{mode: True})
+    options = {"predict_residual": False, "normalize_targets": False}
+    plain, model = tiny_model(num_hist=None, **options), tiny_model(num_hist=None, **{**options, mode: True})
     batch = video_batch(num_frames=5)
     with torch.no_grad():
         reference = plain(**batch, output_autoregressive=True).autoregressive_output

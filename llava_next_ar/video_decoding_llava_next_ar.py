@@ -16,24 +16,47 @@ wanted frame, seek to the keyframe before it and decode forward to it (frames of
 
 Frames are found by their presentation timestamps, so variable-frame-rate clips and containers whose header frame
 count is missing or wrong give the right frames. Each frame is converted straight to the requested size (aspect ratio
-kept by the caller's choice of size) and RGB. Decoding stops with `VideoDecodeError` once `timeout` seconds have passed.
+kept by the caller's choice of size) and RGB.
 
-This file is remote code: it imports only the Python standard library and `torch`; PyAV is imported when a video is
-first read (`importlib.import_module("av")`), so loading the processor does not require it.
+A hard time bound: with `timeout`, `index_video` and `read_frames` run in a decoder process (one per thread of each
+process that reads video, started on first use in ~0.3 s: it imports PyAV and numpy, not torch) that is killed when
+the time is up, and the call raises `VideoDecodeError`. A check between frames cannot do this: an FFmpeg call blocked
+inside a read (a stalled network filesystem, a pipe that never delivers data) never returns to Python, and PyAV's
+`av.open(timeout=...)` only covers waits that FFmpeg's interrupt callback polls (network protocols), not a blocked
+`open`/`read` of a local path (measured: a FIFO hangs past `timeout=(1, 1)`). A crash of FFmpeg on a damaged file ends
+the decoder process, not the caller. Without `timeout` everything runs in the calling process.
+
+This file is remote code: it imports only the Python standard library, and `torch` where it returns tensors; PyAV is
+imported when a video is first read (`importlib.import_module("av")`), so loading the processor does not require it.
 """
 
 import bisect
+import dataclasses
 import importlib
 import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
-import torch
+
+if TYPE_CHECKING:
+    import numpy
+    import torch
 
 
 class VideoDecodeError(ValueError):
     """A video file could not be read or decoded (missing, damaged, truncated, too slow); the message names its path."""
+
+
+class MissingVideoError(VideoDecodeError):
+    """The video file does not exist (checked where the file is read: in the decoder process with a `timeout`)."""
 
 
 def _pyav():
@@ -79,20 +102,79 @@ class VideoIndex:
         return stamps[-1] + step
 
 
-def _deadline_check(deadline: float | None, path: str, what: str) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise VideoDecodeError(f"video {path}: {what} took longer than the decode time limit")
-
-
-def index_video(path: str, timeout: float | None = None) -> VideoIndex:
+def index_video(path: str | os.PathLike, timeout: float | None = None) -> VideoIndex:
     """Index the frames of `path`'s first video stream by demuxing its packets (no decoding; ~1 ms per 100 packets).
 
-    Raises `VideoDecodeError` naming the path: missing or unreadable file, no video stream or no frames, or more than
-    `timeout` seconds spent."""
+    With `timeout` (seconds) the file is read in the decoder process, which is stopped when the time is up.
+
+    Raises `VideoDecodeError` naming the path: missing (`MissingVideoError`) or unreadable file, no video stream or no
+    frames, or more than `timeout` seconds spent."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise VideoDecodeError(f"video {path} does not exist")
-    deadline = None if timeout is None else time.monotonic() + timeout
+    if timeout is None:
+        return _index_in_process(path)
+    return VideoIndex(**_decoder_process().call("index", (path,), timeout, path, "indexing"))
+
+
+def read_frames(
+    index: VideoIndex,
+    frame_numbers: list[int],
+    size: tuple[int, int] | None = None,
+    timeout: float | None = None,
+) -> "torch.Tensor":
+    """Frames `frame_numbers` (strictly increasing, presentation order, `0..num_frames-1`) of `index.path` as
+    `[N, H, W, 3]` uint8 RGB of `size` (`(height, width)`, default the source size).
+
+    Seeks to the keyframe at or before each wanted frame and decodes forward to it; wanted frames of one GOP are taken
+    in one pass. With `timeout` (seconds) the file is read in the decoder process, which is stopped when the time is
+    up. Raises `VideoDecodeError` naming the path when a frame cannot be decoded or after `timeout` s."""
+    import torch
+
+    numbers = [int(number) for number in frame_numbers]
+    if not numbers:
+        raise ValueError("`frame_numbers` must name at least one frame")
+    if any(b <= a for a, b in zip(numbers, numbers[1:])) or numbers[0] < 0 or numbers[-1] >= index.num_frames:
+        raise ValueError(
+            f"`frame_numbers` must be strictly increasing in 0..{index.num_frames - 1} for video {index.path}, got "
+            f"{numbers}"
+        )
+    size = tuple(size or (index.height, index.width))
+    if timeout is None:
+        frames = _read_in_process(index, numbers, size)
+    else:
+        request = (dataclasses.asdict(index), numbers, size)
+        frames = _decoder_process().call("read", request, timeout, index.path, "decoding")
+    return torch.from_numpy(frames)
+
+
+def decode_all_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) -> "torch.Tensor":
+    """Every frame of `path` in order, `[T, H, W, 3]` uint8 (a sequential decode, for tests and comparisons)."""
+    import torch
+
+    av, numpy = _pyav(), importlib.import_module("numpy")
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.video[0]
+        frames = [_to_array(frame, size or (frame.height, frame.width)) for frame in container.decode(stream)]
+    return torch.from_numpy(numpy.stack(frames))
+
+
+def output_size(height: int, width: int, shortest_edge: int | None) -> tuple[int, int]:
+    """`(height, width)` with the shorter side `shortest_edge` and the aspect ratio kept (never larger than the
+    source; the source size for `None`)."""
+    if not shortest_edge or min(height, width) <= shortest_edge:
+        return height, width
+    scale = shortest_edge / min(height, width)
+    return max(shortest_edge, int(round(height * scale))), max(shortest_edge, int(round(width * scale)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading a file in this process (no torch: the decoder process runs these)
+
+
+def _index_in_process(path: str) -> VideoIndex:
+    if not os.path.exists(path):
+        raise MissingVideoError(f"video {path} does not exist")
+    if os.path.isdir(path):
+        raise VideoDecodeError(f"video {path} is a folder, not a file")
     av = _pyav()
     try:
         with av.open(path) as container:
@@ -100,9 +182,7 @@ def index_video(path: str, timeout: float | None = None) -> VideoIndex:
                 raise VideoDecodeError(f"video {path} has no video stream")
             stream = container.streams.video[0]
             pts, keys, count = [], [], 0
-            for number, packet in enumerate(container.demux(stream)):
-                if number % 256 == 0:
-                    _deadline_check(deadline, path, "indexing")
+            for packet in container.demux(stream):
                 if not packet.size or packet.is_discard:
                     continue
                 count += 1
@@ -138,77 +218,47 @@ def index_video(path: str, timeout: float | None = None) -> VideoIndex:
     return index
 
 
-def output_size(height: int, width: int, shortest_edge: int | None) -> tuple[int, int]:
-    """`(height, width)` with the shorter side `shortest_edge` and the aspect ratio kept (never larger than the
-    source; the source size for `None`)."""
-    if not shortest_edge or min(height, width) <= shortest_edge:
-        return height, width
-    scale = shortest_edge / min(height, width)
-    return max(shortest_edge, int(round(height * scale))), max(shortest_edge, int(round(width * scale)))
-
-
-def _to_tensor(frame, size: tuple[int, int]) -> torch.Tensor:
+def _to_array(frame, size: tuple[int, int]) -> "numpy.ndarray":
     height, width = size
     if (frame.height, frame.width) == (height, width):
-        array = frame.to_ndarray(format="rgb24")
-    else:
-        array = frame.to_ndarray(format="rgb24", width=width, height=height)
-    return torch.from_numpy(array)
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(format="rgb24", width=width, height=height)
 
 
-def read_frames(
-    index: VideoIndex,
-    frame_numbers: list[int],
-    size: tuple[int, int] | None = None,
-    timeout: float | None = None,
-) -> torch.Tensor:
-    """Frames `frame_numbers` (strictly increasing, presentation order, `0..num_frames-1`) of `index.path` as
-    `[N, H, W, 3]` uint8 RGB of `size` (`(height, width)`, default the source size).
-
-    Seeks to the keyframe at or before each wanted frame and decodes forward to it; wanted frames of one GOP are taken
-    in one pass. Raises `VideoDecodeError` naming the path when a frame cannot be decoded or after `timeout` s."""
+def _read_in_process(index: VideoIndex, numbers: list[int], size: tuple[int, int]) -> "numpy.ndarray":
+    """`[N, H, W, 3]` uint8 frames `numbers` of `index.path` (checked by `read_frames`)."""
     path = index.path
-    numbers = [int(number) for number in frame_numbers]
-    if not numbers:
-        raise ValueError("`frame_numbers` must name at least one frame")
-    if any(b <= a for a, b in zip(numbers, numbers[1:])) or numbers[0] < 0 or numbers[-1] >= index.num_frames:
-        raise ValueError(
-            f"`frame_numbers` must be strictly increasing in 0..{index.num_frames - 1} for video {path}, got {numbers}"
-        )
-    size = size or (index.height, index.width)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    av = _pyav()
+    av, numpy = _pyav(), importlib.import_module("numpy")
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if index.pts is None:
-                frames = _read_by_counting(container, stream, numbers, size, deadline, path)
+                frames = _read_by_counting(container, stream, numbers, size, path)
             else:
-                frames = _read_by_seeking(container, stream, index, numbers, size, deadline)
+                frames = _read_by_seeking(container, stream, index, numbers, size)
     except VideoDecodeError:
         raise
     except (OSError, IndexError, ValueError, av.error.FFmpegError) as error:
         raise VideoDecodeError(f"cannot decode video {path}: {type(error).__name__}: {error}") from error
-    return torch.stack(frames)
+    return numpy.stack(frames)
 
 
-def _read_by_counting(container, stream, numbers, size, deadline, path) -> list[torch.Tensor]:
+def _read_by_counting(container, stream, numbers, size, path) -> list:
     """Decode from the start, counting frames (containers without timestamps)."""
     wanted, frames = set(numbers), []
     for number, frame in enumerate(container.decode(stream)):
-        _deadline_check(deadline, path, "decoding")
         if number in wanted:
-            frames.append(_to_tensor(frame, size))
+            frames.append(_to_array(frame, size))
             if len(frames) == len(numbers):
                 return frames
     raise VideoDecodeError(f"cannot decode video {path}: truncated or damaged, frame {numbers[len(frames)]} missing")
 
 
-def _read_by_seeking(container, stream, index: VideoIndex, numbers, size, deadline) -> list[torch.Tensor]:
+def _read_by_seeking(container, stream, index: VideoIndex, numbers, size) -> list:
     path, keys = index.path, index.keyframe_pts
     targets = [index.pts[number] for number in numbers]
-    frames: list[torch.Tensor] = []
+    frames = []
     position = 0  # next target
     attempts = 0  # re-seeks further back after a seek landed past the target
     while position < len(targets):
@@ -221,7 +271,6 @@ def _read_by_seeking(container, stream, index: VideoIndex, numbers, size, deadli
         progressed = False
         overshot = False
         for frame in container.decode(stream):
-            _deadline_check(deadline, path, "decoding")
             pts = frame.pts
             if pts is None:
                 continue
@@ -230,7 +279,7 @@ def _read_by_seeking(container, stream, index: VideoIndex, numbers, size, deadli
                 break
             if pts < targets[position]:
                 continue
-            frames.append(_to_tensor(frame, size))
+            frames.append(_to_array(frame, size))
             position += 1
             progressed = True
             attempts = 0
@@ -253,13 +302,147 @@ def _read_by_seeking(container, stream, index: VideoIndex, numbers, size, deadli
     return frames
 
 
-def decode_all_frames(path: str, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Every frame of `path` in order, `[T, H, W, 3]` uint8 (a sequential decode, for tests and comparisons)."""
-    av = _pyav()
-    with av.open(os.fspath(path)) as container:
-        stream = container.streams.video[0]
-        frames = [_to_tensor(frame, size or (frame.height, frame.width)) for frame in container.decode(stream)]
-    return torch.stack(frames)
+# ----------------------------------------------------------------------------------------------------------------
+# The decoder process: the same functions behind a pipe, killed when a call runs out of time
+#
+# Messages on both pipes: a header (pickle length, raw length), a pickle, then raw bytes (the frames, so that they are
+# copied once into the receiver's array). Requests: `(kind, args)`; replies: `("ok", value)`, `("frames", (shape,
+# dtype))` + the frames' bytes, or `("error", (missing, message))`.
+
+_HEADER = struct.Struct("<QQ")
+
+_SERVE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("llava_next_ar_video_decoder", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module._serve()
+"""
 
 
-__all__ = ["VideoDecodeError", "VideoIndex", "index_video", "output_size", "read_frames", "decode_all_frames"]
+def _write_message(fd: int, value: Any, raw: memoryview | None = None) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    for chunk in (_HEADER.pack(len(data), 0 if raw is None else raw.nbytes), data, raw):
+        view = memoryview(chunk if chunk is not None else b"").cast("B")
+        while view.nbytes:
+            view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytearray | None:
+    """`size` bytes from `fd`; `None` at end of file; `TimeoutError` after `deadline` (`time.monotonic()`)."""
+    buffer = bytearray(size)
+    view, done = memoryview(buffer), 0
+    while done < size:
+        if deadline is not None:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError
+        count = os.readv(fd, [view[done:]])
+        if count == 0:
+            return None
+        done += count
+    return buffer
+
+
+def _read_message(fd: int, deadline: float | None = None) -> tuple[Any, bytearray] | None:
+    header = _read_exactly(fd, _HEADER.size, deadline)
+    if header is None:
+        return None
+    pickled, raw = _HEADER.unpack(header)
+    data = _read_exactly(fd, pickled, deadline)
+    frames = _read_exactly(fd, raw, deadline) if raw else bytearray()
+    if data is None or frames is None:
+        return None
+    return pickle.loads(data), frames
+
+
+def _serve() -> None:
+    """The decoder process's loop: requests on stdin, replies on the original stdout (anything printed goes to
+    stderr). Ends when stdin closes (its parent is gone)."""
+    replies = os.dup(1)
+    os.dup2(2, 1)
+    while True:
+        message = _read_message(0)
+        if message is None:
+            return
+        (kind, args), _ = message
+        try:
+            if kind == "index":
+                _write_message(replies, ("ok", dataclasses.asdict(_index_in_process(*args))))
+            else:
+                index, numbers, size = args
+                frames = _read_in_process(VideoIndex(**index), numbers, size)
+                _write_message(replies, ("frames", (frames.shape, frames.dtype.str)), memoryview(frames).cast("B"))
+        except VideoDecodeError as error:
+            _write_message(replies, ("error", (isinstance(error, MissingVideoError), str(error))))
+        except Exception as error:  # anything FFmpeg or PyAV raises on a bad file: a reply, the process lives on
+            _write_message(replies, ("error", (False, f"cannot read video: {type(error).__name__}: {error}")))
+
+
+class _DecoderProcess:
+    """One decoder process (`python -c _SERVE <this file>`), its pipes, and the call that bounds its time."""
+
+    def __init__(self):
+        self.owner = os.getpid()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _SERVE, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+
+    def alive(self) -> bool:
+        return self.owner == os.getpid() and self.process.poll() is None
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+    def call(self, kind: str, args: tuple, timeout: float, path: str, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        try:
+            _write_message(self.process.stdin.fileno(), (kind, args))
+            reply = _read_message(self.process.stdout.fileno(), deadline)
+        except TimeoutError:
+            self.stop()
+            raise VideoDecodeError(
+                f"video {path}: {what} took longer than the decode time limit ({timeout:g} s); the decoder process was "
+                "stopped"
+            ) from None
+        except BrokenPipeError:
+            reply = None
+        if reply is None:
+            code = self.process.wait()
+            raise VideoDecodeError(f"video {path}: the decoder process ended while {what} it (exit code {code})")
+        (status, value), raw = reply
+        if status == "error":
+            missing, message = value
+            raise (MissingVideoError if missing else VideoDecodeError)(message)
+        if status == "frames":
+            numpy = importlib.import_module("numpy")
+            shape, dtype = value
+            return numpy.frombuffer(raw, dtype=dtype).reshape(shape)
+        return value
+
+
+_decoders = threading.local()
+
+
+def _decoder_process() -> _DecoderProcess:
+    """This thread's decoder process, started if there is none (or it was stopped, or belongs to the process this one
+    was forked from, as in a DataLoader worker)."""
+    decoder = getattr(_decoders, "process", None)
+    if decoder is None or not decoder.alive():
+        decoder = _decoders.process = _DecoderProcess()
+    return decoder
+
+
+__all__ = [
+    "VideoDecodeError",
+    "MissingVideoError",
+    "VideoIndex",
+    "index_video",
+    "output_size",
+    "read_frames",
+    "decode_all_frames",
+]

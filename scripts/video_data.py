@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llava_next_ar.video_decoding_llava_next_ar import (  # noqa: E402
+    MissingVideoError,
     VideoDecodeError,
     decode_all_frames,
     index_video,
@@ -408,11 +409,11 @@ def load_example(processor, row: dict, index, source: str = "manifest") -> dict:
 
     path = row["video"]
     where = f"{source} row {index} ({path})"
-    if not os.path.isfile(path):
-        raise BadRowError(f"{where}: missing file", "missing file")
     count = row.get("num_frames")
-    try:
+    try:  # the file is looked up where it is read (in the decoder process: a stalled filesystem is bounded too)
         video = processor.read_video(path, row.get("start_frame"), None if count is None or count < 0 else count)
+    except MissingVideoError:
+        raise BadRowError(f"{where}: missing file", "missing file") from None
     except VideoDecodeError as error:
         raise BadRowError(f"{where}: undecodable: {error}", "undecodable") from error
     except ClipTooShortError as error:

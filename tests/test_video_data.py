@@ -2,9 +2,12 @@
 masks, manifests through `datasets` (streaming, bad rows skipped and counted), DataLoader workers. The clips are
 written here with PyAV; frame `t` shows the number `t` (`labelled_video`)."""
 
+import dataclasses
 import json
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,13 +163,6 @@ def test_variable_frame_rate_and_a_container_without_a_frame_count(clips, tiny):
     assert by_time.video_frame_indices.tolist() == expected == numbers(by_time)
 
 
-def test_a_decode_has_a_time_bound(clips, tiny):
-    from llava_next_ar.video_decoding_llava_next_ar import VideoDecodeError
-
-    with pytest.raises(VideoDecodeError, match="cfr.mp4.*time limit"):
-        read_frames(index_video(str(clips["cfr"])), list(range(0, FRAMES, 3)), timeout=0.0)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Chat data: labels on every assistant turn and nothing else, exact token positions
 
@@ -320,3 +316,95 @@ def test_train_streams_a_manifest_with_uniform_sampling_and_reports_the_skips(ma
     saved = json.loads((tmp_path / "run" / "final" / "processor_config.json").read_text())
     assert (saved["frame_sampling"], saved["sampling_num_frames"]) == ("uniform", 6)
     assert any("main_loss" in entry for entry in trainer.state.log_history)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A hard decode bound: a read blocked inside FFmpeg (a FIFO that never delivers data) is stopped, in workers too
+
+
+def finishes(call, limit: float = 120.0):
+    """`call()`'s result or exception, from a thread; fails (instead of hanging the suite) if it never returns."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # noqa: BLE001 (handed to the test)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"the call did not return within {limit} s: the decode bound does not hold"
+    return outcome
+
+
+@pytest.fixture
+def stalled_fifo(clips, tmp_path):
+    """A FIFO that delivers the first 4 KiB of a real clip and then nothing (the writer stays open): the reader blocks
+    inside FFmpeg's read, where no check between frames runs (as on a stalled network filesystem)."""
+    path = tmp_path / "stalled.mp4"
+    os.mkfifo(path)
+    release = threading.Event()
+
+    def writer():
+        with open(path, "wb") as pipe:
+            pipe.write(clips["cfr"].read_bytes()[:4096])
+            pipe.flush()
+            release.wait()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    yield path
+    release.set()
+    thread.join(5)
+
+
+def test_a_read_blocked_inside_ffmpeg_is_stopped_at_the_time_limit(clips, stalled_fifo, tmp_path):
+    from llava_next_ar.video_decoding_llava_next_ar import VideoDecodeError
+
+    outcome = finishes(lambda: index_video(str(stalled_fifo), timeout=1.0))
+    assert isinstance(outcome.get("error"), VideoDecodeError)
+    assert "stalled.mp4: indexing took longer than the decode time limit (1 s)" in str(outcome["error"])
+
+    never = tmp_path / "never.mp4"  # no writer at all: `open` itself blocks
+    os.mkfifo(never)
+    index = dataclasses.replace(index_video(str(clips["cfr"])), path=str(never))
+    outcome = finishes(lambda: read_frames(index, [0, 1, 2], timeout=1.0))
+    assert "never.mp4: decoding took longer than the decode time limit" in str(outcome.get("error"))
+
+    # the decoder process was replaced: the next clip decodes, the same frames as in this process
+    index = index_video(str(clips["cfr"]), timeout=30.0)
+    assert torch.equal(read_frames(index, [0, 13, 119], timeout=30.0), read_frames(index, [0, 13, 119]))
+
+
+def test_the_decoder_process_reports_missing_and_damaged_files_like_this_process(clips, manifest):
+    from llava_next_ar.video_decoding_llava_next_ar import MissingVideoError, VideoDecodeError
+
+    with pytest.raises(MissingVideoError, match="gone.mp4 does not exist"):
+        index_video(str(clips["folder"] / "gone.mp4"), timeout=30.0)
+    with pytest.raises(VideoDecodeError, match="broken.mp4: InvalidDataError"):
+        index_video(str(clips["folder"] / "broken.mp4"), timeout=30.0)
+    index = index_video(str(clips["vfr"]), timeout=30.0)
+    assert index == index_video(str(clips["vfr"]))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_hanging_clip_is_skipped_with_its_reason_or_raises_when_asked(clips, stalled_fifo, tiny, tmp_path,
+                                                                      workers):
+    chat = [{"from": "human", "value": "<video>\nwhat happens ?"}, {"from": "gpt", "value": "a bar counts up"}]
+    rows = [{"video": str(stalled_fifo), "conversations": chat}, {"video": str(clips["cfr"]), "conversations": chat}]
+    log = SkipLog(tmp_path / "skipped.jsonl")
+    tiny.frame_sampling, tiny.sampling_num_frames, tiny.decode_timeout = "uniform", 8, 2.0
+    try:
+        dataset = StreamingVideoChatDataset(rows, tiny, Path("/"), log)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=workers,
+                                             collate_fn=LlavaNextARDataCollator(tiny))
+        outcome = finishes(lambda: list(loader))
+        strict = finishes(lambda: list(StreamingVideoChatDataset(rows, tiny, Path("/"), SkipLog(raise_errors=True))))
+    finally:
+        tiny.frame_sampling, tiny.sampling_num_frames, tiny.decode_timeout = "all", None, 120.0
+    assert [batch["video_frame_indices"][0, -1].item() for batch in outcome["value"]] == [119]
+    (entry,) = log.entries()
+    assert entry["reason"] == "undecodable" and "stalled.mp4" in entry["message"] and "time limit" in entry["message"]
+    assert isinstance(strict.get("error"), BadRowError) and "time limit" in str(strict["error"])

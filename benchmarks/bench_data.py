@@ -9,7 +9,8 @@ The training data path (decode + sample + processor + collate) against clip leng
   decode only those, straight to the working size with the aspect ratio kept).
 
 Clips are generated here with PyAV (H.264, 30 fps, a keyframe every 60 frames, moving shapes over noise) at 720p and
-1080p and 10 / 60 / 300 s, plus the built-in clips. Each (path, clip) runs in a fresh process, so the peak RSS
+1080p and 10 / 60 / 300 s, plus the built-in clips. `ours` decodes in the decoder process that bounds each clip's time
+(`decode_timeout`); `decoder_process_overhead` measures that against the same decode in the loader's own process. Each (path, clip) runs in a fresh process, so the peak RSS
 (`ru_maxrss` of that child) is the path's own. Then clips/s with 0 and 2 DataLoader workers for `ours`, and clips/s
 per core next to the measured training step of the tiny model and the 7B-shaped CPU spec (`bench_step.json`).
 
@@ -155,6 +156,34 @@ def loader_rate(path: str, size: int, frames: int, workers: int, clips: int) -> 
     return count / (time.perf_counter() - start)
 
 
+def decoder_process_overhead(path: str, size: int, frames: int, repeats: int = 7) -> dict:
+    """What the hard decode bound costs per clip: `index_video` + `read_frames` of the processor's sampled frames at
+    its working size, in this process (`timeout=None`, no bound) against in the decoder process (`timeout`: killed at
+    the limit), alternating, median seconds of `repeats`; plus the first call's start of the decoder process."""
+    import torch
+
+    from llava_next_ar.video_decoding_llava_next_ar import index_video, output_size, read_frames
+
+    torch.set_num_threads(1)
+    processor = build_processor(size, frames)
+    start = time.perf_counter()
+    index = index_video(path, timeout=120.0)  # starts the decoder process
+    first_call = time.perf_counter() - start
+    wanted = processor.clip_frame_indices(index.num_frames).tolist()
+    working = output_size(index.height, index.width, size)
+    times = {"in_process": [], "decoder_process": []}
+    for _ in range(repeats):
+        for name, timeout in (("in_process", None), ("decoder_process", 120.0)):
+            start = time.perf_counter()
+            read_frames(index_video(path, timeout=timeout), wanted, working, timeout=timeout)
+            times[name].append(time.perf_counter() - start)
+    median = {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+    return {**{f"{name}_seconds": value for name, value in median.items()},
+            "overhead_seconds": median["decoder_process"] - median["in_process"],
+            "ratio": median["decoder_process"] / median["in_process"], "first_call_seconds": first_call,
+            "clip": path, "frames": len(wanted), "size": list(working)}
+
+
 def tiny_step_seconds() -> float:
     """One training step of the main job's tiny model (batch 4 x 8 frames of 64 px), median of 5."""
     import torch
@@ -233,6 +262,7 @@ def main() -> None:
 
     probe = next(path for label, path, seconds in clips if "720p" in label and seconds == max(args.lengths))
     workers = {n: loader_rate(probe, args.size, args.frames, n, 8 if args.quick else 16) for n in (0, 2)}
+    overhead = decoder_process_overhead(probe, args.size, args.frames, 3 if args.quick else 7)
     step = tiny_step_seconds()
     spec_path = HERE / "results" / "bench_step.json"
     spec_step = None
@@ -241,7 +271,7 @@ def main() -> None:
         spec_step = next((row["ar_seconds"] for row in spec["rows"] if row["case"] == "default" and row["T"] == 16
                           and row["P"] == 729), None)
     payload = {"benchmark": "bench_data", "args": vars(args), "rows": rows, "loader_clips_per_s": workers,
-               "loader_clip": probe, "tiny_step_seconds": step, "spec_7b_shaped_step_seconds": spec_step,
+               "loader_clip": probe, "decoder_process_overhead": overhead, "tiny_step_seconds": step, "spec_7b_shaped_step_seconds": spec_step,
                "cores": os.cpu_count()}
     print()
     print("| clip | path | s/clip | clips/s | peak RSS MiB | of it the data path MiB |")
@@ -253,6 +283,10 @@ def main() -> None:
     per_core = workers[0]  # 0 workers: the main process, one decode thread per clip at a time
     print(f"ours through a DataLoader on {Path(probe).name}: {workers[0]:.2f} clips/s with 0 workers, "
           f"{workers[2]:.2f} with 2 workers ({os.cpu_count()} cores)")
+    print(f"hard decode bound on {Path(probe).name} ({overhead['frames']} frames at {overhead['size']}): "
+          f"{overhead['in_process_seconds'] * 1000:.1f} ms in process, {overhead['decoder_process_seconds'] * 1000:.1f} "
+          f"ms in the decoder process ({overhead['ratio']:.2f}x, +{overhead['overhead_seconds'] * 1000:.1f} ms per "
+          f"clip); starting the decoder process: {overhead['first_call_seconds']:.2f} s once per loader process")
     print(f"tiny model step (batch 4): {step:.3f} s -> needs {4 / step:.1f} clips/s = "
           f"{4 / step / per_core:.1f} loader cores at {per_core:.2f} clips/s per core")
     if spec_step:

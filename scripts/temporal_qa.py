@@ -4,17 +4,25 @@
 Does the next-frame objective make the video LLM understand motion? Procedural temporal QA, objective on vs off.
 
     python scripts/temporal_qa.py                                   # default experiment, writes docs/temporal_qa.*
+    python scripts/temporal_qa.py --parts options,seed_variants,long   # the other variants, a longer run
     python scripts/temporal_qa.py --quick --output_dir /tmp/tq      # smoke run (< 2 min; tests)
 
 1. `scripts/procedural_video.py` writes clips (mp4, PyAV) with four one-word temporal questions each: training
-   clips, held-out clips (unseen seeds) and held-out clips of unseen (colour, direction) combinations.
+   clips, held-out clips (unseen seeds) and held-out clips of unseen (colour, direction) combinations. Every clip is
+   decoded once (`llava_next_ar.video_decoding_llava_next_ar`) for evaluation.
 2. Every variant trains with `scripts/train.py`'s `main()` on the training manifest (same initial weights, data
-   order, steps and hyper-parameters per seed; only `autoregressive_config` differs).
+   order, steps and hyper-parameters per seed; only `autoregressive_config` differs, and every variant states the
+   settings it compares). The objective-off run starts from `export_base_model()` of the same initial model.
 3. Each trained model is evaluated on each held-out split twice: frames in order and frames shuffled (same questions,
-   a fixed permutation per clip): answer accuracy (greedy `generate`, exact match of the one-word answer), LM loss
-   on the answer tokens, next-frame feature error vs. copy-last and mean-of-history (`scripts/evaluate.py`), and a
-   linear probe of the main object's direction (4-way logistic) and mean speed (ridge) from the LLM's last-layer
-   hidden state at the last video token, fitted on training clips and scored on held-out clips (split by seed).
+   a fixed permutation per clip), all from one forward pass per question: answer accuracy (the greedy next token
+   after the prompt, exact match of the one-word answer), LM loss on the answer token, next-frame feature error vs.
+   copy-last and mean-of-history (`scripts/evaluate.py`'s `summarise`), and a linear probe of the main object's
+   direction (4-way logistic) and mean speed (ridge) from the LLM's last-layer hidden state at the last video token,
+   fitted on training clips and scored on held-out clips (split by seed).
+4. Does the objective reach the LLM? The gradient norms of the LM loss and of the weighted objective on the LLM,
+   projector and vision tower at the initial weights (first training batch), and the distance between each enabled
+   run's trained weights and the objective-off run's (same seed), next to the distance between two identical
+   objective-off runs (the floor: 0 when training is deterministic).
 
 Results go to `<docs_dir>/temporal_qa_results.json` and `temporal_qa.png`; the tables of
 `<docs_dir>/temporal_qa.md` are (re)generated between its `<!-- generated -->` markers, the rest of the file
@@ -23,10 +31,10 @@ Results go to `<docs_dir>/temporal_qa_results.json` and `temporal_qa.png`; the t
 
 import argparse
 import json
-import math
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,61 +44,71 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ablation  # noqa: E402
 import evaluate  # noqa: E402
+import experiment_utils as utils  # noqa: E402
 import procedural_video  # noqa: E402
 import train  # noqa: E402
-from video_data import DEFAULT_PROMPT, decode_window  # noqa: E402
+from video_data import DEFAULT_PROMPT  # noqa: E402
 
 from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator  # noqa: E402
+from llava_next_ar.video_decoding_llava_next_ar import index_video, read_frames  # noqa: E402
 
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED_START = "<!-- generated: scripts/temporal_qa.py writes from here -->"
 GENERATED_END = "<!-- generated: end -->"
 
+_SHIPPED = {"use_frame_causal_mask": True, "use_fast_slow_frames": False, "predict_residual": True,
+            "normalize_targets": False}
+_SEED = {**_SHIPPED, "predict_residual": False}  # the seed's form: the predictor outputs the features themselves
 VARIANTS = {
     "disabled": ("objective off (`enabled: false`)", {"enabled": False}),
-    "frame_mask": ("objective on, as shipped (frame mask, all frames)", {}),
-    "baseline": ("seed Baseline (token mask)", {"use_frame_causal_mask": False}),
-    "fast_slow": ("seed +Fast-Slow (token mask)", {"use_frame_causal_mask": False, "use_fast_slow_frames": True}),
-    "full": ("seed Full (frame mask + fast/slow)", {"use_fast_slow_frames": True}),
-    "residual": ("+ predict_residual", {"predict_residual": True}),
-    "normalized": ("+ normalize_targets", {"normalize_targets": True}),
-    "residual_normalized": ("+ predict_residual + normalize_targets",
-                            {"predict_residual": True, "normalize_targets": True}),
+    "shipped": ("objective on, as shipped (frame mask, residual output)", _SHIPPED),
+    "seed_form": ("objective on, seed's form (frame mask, absolute output)", _SEED),
+    "shipped_normalized": ("as shipped + normalize_targets", {**_SHIPPED, "normalize_targets": True}),
+    "seed_form_normalized": ("seed's form + normalize_targets", {**_SEED, "normalize_targets": True}),
+    "seed_baseline": ("seed Baseline (token mask, absolute output)", {**_SEED, "use_frame_causal_mask": False}),
+    "seed_fast_slow": ("seed +Fast-Slow (token mask, absolute output)",
+                       {**_SEED, "use_frame_causal_mask": False, "use_fast_slow_frames": True}),
+    "seed_full": ("seed Full (frame mask + fast/slow, absolute output)", {**_SEED, "use_fast_slow_frames": True}),
 }
 EVAL_SPLITS = ("heldout", "heldout_combination")
+ORDERS = ("ordered", "shuffled")
 
-SETTINGS = {
-    "default": {
-        "seeds": [0, 1, 2],
-        "variants": ["disabled", "frame_mask", "residual", "normalized", "residual_normalized"],
-        "train_clips": 256,
-        "heldout_clips": 64,
-        "in_sample_clips": 32,
-        "num_frames": 8,
-        "size": 48,
-        "max_steps": 300,
-        "batch_size": 8,
-        "learning_rate": 1e-3,
-        "warmup_steps": 20,
-        "logging_steps": 20,
-        "tiny_image_size": 48,
-        "tiny_patch_size": 8,
-        "tiny_hidden_size": 64,
-        "fast_slow": {"num_fast": 4, "num_slow": 4, "fast_stride": 1, "slow_stride": 2},
-        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 2},
-        "eval_batch_size": 32,
-        "probe_l2": 1e-2,
-        "seed_variants": ["baseline", "fast_slow", "full"],
-        "long_variants": ["disabled", "residual"],
-        "long_seeds": [0],
-        "long_steps": 1500,
+_DEFAULT = {
+    "seeds": [0, 1, 2],
+    "train_clips": 256,
+    "heldout_clips": 64,
+    "in_sample_clips": 32,
+    "num_frames": 8,
+    "size": 48,
+    "max_steps": 300,
+    "batch_size": 8,
+    "learning_rate": 1e-3,
+    "warmup_steps": 20,
+    "logging_steps": 20,
+    "tiny_image_size": 48,
+    "tiny_patch_size": 8,
+    "tiny_hidden_size": 64,
+    "fast_slow": {"num_fast": 4, "num_slow": 4, "fast_stride": 1, "slow_stride": 2},
+    "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 2},
+    "eval_batch_size": 32,
+    "probe_l2": 1e-2,
+    "repeat_control_seeds": [0],
+    "part_variants": {
+        "main": ["disabled", "shipped", "seed_form"],
+        "options": ["shipped_normalized", "seed_form_normalized"],
+        "seed_variants": ["seed_baseline", "seed_fast_slow", "seed_full"],
+        "long": ["disabled", "shipped"],
     },
+    "long_seeds": [0],
+    "long_steps": 1500,
+}
+SETTINGS = {
+    "default": _DEFAULT,
     "quick": {
+        **_DEFAULT,
         "seeds": [0],
-        "variants": ["disabled", "frame_mask", "residual_normalized"],
         "train_clips": 8,
         "heldout_clips": 4,
         "in_sample_clips": 4,
@@ -107,17 +125,15 @@ SETTINGS = {
         "fast_slow": {"num_fast": 3, "num_slow": 3, "fast_stride": 1, "slow_stride": 2},
         "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 1},
         "eval_batch_size": 8,
-        "probe_l2": 1e-2,
-        "seed_variants": ["full"],
-        "long_variants": ["disabled"],
-        "long_seeds": [0],
+        "part_variants": {**_DEFAULT["part_variants"], "seed_variants": ["seed_full"], "long": ["disabled"]},
         "long_steps": 4,
     },
 }
 PARTS = {
-    "main": "objective off vs on and the predictor options, `seeds` x `variants`, `max_steps` (the default)",
-    "seed_variants": "the seed's other ablation variants (`seed_variants`), same seeds and steps as `main`",
-    "long": "`long_variants` x `long_seeds` trained `long_steps` steps: does more training change the answer?",
+    "main": "objective off, on as shipped, and the seed's form (`part_variants.main`), `seeds` x `max_steps`",
+    "options": "`normalize_targets` on the shipped and the seed's form, same seeds and steps as `main`",
+    "seed_variants": "the seed's other ablation variants (token mask, fast/slow), same seeds and steps as `main`",
+    "long": "`part_variants.long` x `long_seeds` trained `long_steps` steps: does more training change the answer?",
 }
 
 
@@ -126,7 +142,8 @@ PARTS = {
 
 
 def make_data(settings: dict, data_dir: Path) -> dict:
-    """Write the splits' clips and manifests; returns `{split: rows}` (rows as `procedural_video.write_split`)."""
+    """Write the splits' clips and manifests; returns `{split: rows}` (rows as `procedural_video.write_split`, with
+    absolute `video` paths)."""
     counts = {"train": settings["train_clips"], "heldout": settings["heldout_clips"],
               "heldout_combination": settings["heldout_clips"]}
     data = {}
@@ -142,6 +159,17 @@ def make_data(settings: dict, data_dir: Path) -> dict:
     return data
 
 
+def decode_clips(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Every frame of each distinct clip of `rows`, `{path: [T, H, W, 3] uint8}`, decoded once with PyAV through the
+    package's decoder (the frames the training data path reads)."""
+    frames = {}
+    for row in rows:
+        if row["video"] not in frames:
+            index = index_video(row["video"])
+            frames[row["video"]] = read_frames(index, list(range(row["num_frames"]))).numpy()
+    return frames
+
+
 def shuffle_permutation(seed: int, num_frames: int) -> np.ndarray:
     """The fixed frame permutation of the shuffled control for clip `seed` (never the identity)."""
     rng = np.random.default_rng(seed + 7_000_000)
@@ -151,20 +179,20 @@ def shuffle_permutation(seed: int, num_frames: int) -> np.ndarray:
             return permutation
 
 
-def examples(rows: list[dict], shuffled: bool) -> list[dict]:
-    """Collator examples `{"video", "prompt", "answer"}`: frames decoded from the mp4 with PyAV (the training data
-    path), in order or shuffled."""
+def examples(rows: list[dict], frames: dict[str, np.ndarray], shuffled: bool) -> list[dict]:
+    """Collator examples `{"video", "prompt", "answer", ...}` of `rows`, frames in order or shuffled."""
     out = []
     for row in rows:
-        frames = decode_window(row["video"], 0, row["num_frames"])
+        video = frames[row["video"]]
         if shuffled:
-            frames = frames[shuffle_permutation(row["seed"], len(frames))]
-        out.append({"video": frames, "prompt": row["prompt"], "answer": row["answer"], "kind": row["kind"],
+            video = video[shuffle_permutation(row["seed"], len(video))]
+        out.append({"video": video, "prompt": row["prompt"], "answer": row["answer"], "kind": row["kind"],
                     "seed": row["seed"], "labels": row["labels"]})
     return out
 
 
 def one_per_clip(rows: list[dict]) -> list[dict]:
+    """The first row of each clip, in order."""
     seen, out = set(), []
     for row in rows:
         if row["seed"] not in seen:
@@ -175,35 +203,29 @@ def one_per_clip(rows: list[dict]) -> list[dict]:
 
 def vocabulary(rows: list[dict]) -> list[str]:
     """The words of the tiny word-level tokenizer: `scripts/train.py`'s default prompt, the prompts and the answers.
-    (Every run loads the checkpoint `initial_weights` builds from them, so `train.py`'s own rule cannot differ.)"""
+    (Every run loads the checkpoint `initial_checkpoints` builds from them, so `train.py`'s own rule cannot differ.)"""
     text = " ".join([DEFAULT_PROMPT, *(f"{row['prompt']} {row['answer']}" for row in rows)])
     return re.findall(r"\w+|[^\w\s]", text)
 
 
-def text_prior(settings: dict) -> dict:
+def text_prior(data: dict) -> dict:
     """Accuracy of two blind answerers that never see the video: the most frequent training answer to the same
-    question text (which names the object's colour and shape; the kind's when the text is new), and to the same
-    question kind. The scenes are regenerated from their seeds. `{split: {"text"|"kind": {kind: acc, "all": acc}}}`."""
-    from collections import Counter
-
-    def questions(split, count):
-        scenes = procedural_video.split_scenes(split, count, settings["num_frames"], settings["size"])
-        return [question for scene in scenes for question in scene.questions()]
-
+    prompt (whose question names the object's colour and shape; the kind's answer when the prompt is new), and to the
+    same question kind. `{split: {"text"|"kind": {kind: accuracy, "all": accuracy}}}`."""
     by_text, by_kind = {}, {}
-    for question in questions("train", settings["train_clips"]):
-        by_text.setdefault(question["question"], Counter())[question["answer"]] += 1
-        by_kind.setdefault(question["kind"], Counter())[question["answer"]] += 1
+    for row in data["train"]:
+        by_text.setdefault(row["prompt"], Counter())[row["answer"]] += 1
+        by_kind.setdefault(row["kind"], Counter())[row["answer"]] += 1
     result = {}
     for split in EVAL_SPLITS:
         result[split] = {}
         for name in ("text", "kind"):
             hits = {}
-            for question in questions(split, settings["heldout_clips"]):
-                counts = by_kind[question["kind"]]
+            for row in data[split]:
+                counts = by_kind[row["kind"]]
                 if name == "text":
-                    counts = by_text.get(question["question"]) or counts
-                hits.setdefault(question["kind"], []).append(counts.most_common(1)[0][0] == question["answer"])
+                    counts = by_text.get(row["prompt"]) or counts
+                hits.setdefault(row["kind"], []).append(counts.most_common(1)[0][0] == row["answer"])
             accuracy = {kind: sum(values) / len(values) for kind, values in hits.items()}
             accuracy["all"] = sum(sum(v) for v in hits.values()) / sum(len(v) for v in hits.values())
             result[split][name] = accuracy
@@ -215,13 +237,8 @@ def text_prior(settings: dict) -> dict:
 
 
 def variant_config(variant: str, settings: dict) -> dict:
-    overrides = VARIANTS[variant][1]
-    if overrides.get("enabled") is False:
-        return {"enabled": False}
-    config = {"enabled": True, **settings["autoregressive"], **overrides}
-    if config.get("use_fast_slow_frames"):
-        config.update(settings["fast_slow"])
-    return config
+    """The `autoregressive_config` of `variant` (every compared setting stated by the variant itself)."""
+    return utils.variant_config(VARIANTS[variant][1], settings["autoregressive"], settings["fast_slow"])
 
 
 def model_args(settings: dict):
@@ -230,25 +247,31 @@ def model_args(settings: dict):
                                 tiny_hidden_size=settings["tiny_hidden_size"])
 
 
-def initial_weights(seed: int, settings: dict, words: list[str], variants: list[str], work_dir: Path) -> tuple:
+def initial_checkpoints(seed: int, settings: dict, words: list[str], variants: list[str], work_dir: Path,
+                        gradient_batch: dict | None = None) -> dict:
     """
     The initial checkpoint of every variant of `seed`, built as `scripts/train.py` builds the tiny model (right after
     `set_seed(seed)`), saved with its processor (whose sampler settings match the variant), and loaded by every run
     (`--model_name_or_path`). Checks that the LLM, projector, vision tower, teacher and predictor start from the same
-    numbers in every variant (where shapes agree); the objective-off checkpoint is the same weights without the
-    predictor and teacher (built directly, its random numbers would be drawn in another order).
-    Returns `({variant: checkpoint}, same_init)`.
+    numbers in every variant (where shapes agree); the objective-off checkpoint is `export_base_model()` of the first
+    enabled build. With `gradient_batch`, also measures each enabled variant's gradient norms there
+    (`experiment_utils.gradient_norms`). Returns `{"paths", "same_init", "initial_weights", "gradients"}`.
     """
     from transformers import set_seed
 
-    reference, same, paths = None, True, {}
-    for variant in ["frame_mask", *(name for name in variants if name not in ("disabled", "frame_mask"))]:
+    reference, same, paths, gradients = None, True, {}, {}
+    enabled = [name for name in variants if name != "disabled"] or ["shipped"]
+    for variant in enabled:
         set_seed(seed)
         model, processor = train.build_tiny_model_and_processor(model_args(settings), words,
                                                                 variant_config(variant, settings))
         state = model.state_dict()
         if reference is None:
-            reference, reference_model, reference_processor = state, model, processor
+            reference = state
+            if "disabled" in variants:
+                paths["disabled"] = utils.save_base_checkpoint(model, processor,
+                                                               work_dir / f"init_seed{seed}_disabled")
+            initial = utils.base_weights(model)
         for key, value in reference.items():
             if key in state and state[key].shape == value.shape and not torch.equal(state[key], value):
                 same = False
@@ -256,17 +279,13 @@ def initial_weights(seed: int, settings: dict, words: list[str], variants: list[
             paths[variant] = work_dir / f"init_seed{seed}_{variant}"
             model.save_pretrained(paths[variant])
             processor.save_pretrained(paths[variant])
-    if "disabled" in variants:
-        model = reference_model
-        del model.autoregressive_module
-        model.config.autoregressive_config = {**model.config.autoregressive_config, "enabled": False}
-        paths["disabled"] = work_dir / f"init_seed{seed}_disabled"
-        model.save_pretrained(paths["disabled"])
-        reference_processor.save_pretrained(paths["disabled"])
-    return paths, same
+            if gradient_batch is not None:
+                gradients[variant] = utils.gradient_norms(model, gradient_batch(processor))
+    return {"paths": paths, "same_init": same, "initial_weights": initial, "gradients": gradients}
 
 
 def train_argv(variant: str, seed: int, settings: dict, manifest: Path, output_dir: Path) -> list[str]:
+    """`scripts/train.py` flags of one run (the same for every variant except `autoregressive_config`)."""
     return [
         "--output_dir", str(output_dir), "--overwrite_output_dir", "True",
         "--seed", str(seed),
@@ -297,43 +316,44 @@ def batched(items: list, size: int):
 
 
 @torch.no_grad()
-def answer_accuracy(model, processor, items: list[dict], batch_size: int) -> dict:
-    """Greedy `generate` of one token after the prompt (every answer is one word of the tokenizer), exact match."""
-    tokenizer = processor.tokenizer
-    correct = {}
-    for batch_items in batched(items, batch_size):
-        inputs = processor(text=[item["prompt"] for item in batch_items],
-                           videos=[item["video"] for item in batch_items],
-                           return_tensors="pt", padding=True, padding_side="left")
-        inputs = {key: value for key, value in inputs.items()
-                  if key not in ("video_frames", "video_frame_indices", "llm_frame_indices")}
-        generated = model.generate(**inputs, max_new_tokens=1, do_sample=False,
-                                   pad_token_id=tokenizer.pad_token_id)
-        answers = tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        for item, answer in zip(batch_items, answers):
-            correct.setdefault(item["kind"], []).append(answer.strip() == item["answer"])
-    result = {kind: sum(values) / len(values) for kind, values in correct.items()}
-    result["all"] = sum(sum(values) for values in correct.values()) / sum(len(values) for values in correct.values())
-    return result
-
-
-@torch.no_grad()
-def video_end_states(model, processor, items: list[dict], batch_size: int) -> torch.Tensor:
-    """`[N, D]` last-layer LLM hidden state at the last video token of each item (it has seen every frame and no
-    question text)."""
+def score(model, processor, items: list[dict], batch_size: int) -> dict:
+    """
+    One forward pass per item (the training collator: prompt + answer, only the answer labelled):
+    - `predicted [N]`: the greedy next token after the prompt;
+    - `correct [N]`: the greedy next token after the prompt (argmax of the logits before the answer token, what
+      `generate(max_new_tokens=1, do_sample=False)` returns) is the answer token (every answer is one word);
+    - `answer_loss [N]`: cross-entropy of the answer token;
+    - `states [N, D]`: the last-layer LLM hidden state at the last video token (it has seen every frame and no
+      question text, so it is the same for every question of a clip);
+    - `features`, `predictions`, `target_gaps`: the objective's teacher features and predictions (or None).
+    """
     collator = LlavaNextARDataCollator(processor)
     video_token = model.config.video_token_index
-    states = []
+    has_objective = getattr(model, "autoregressive_module", None) is not None
+    out = {key: [] for key in ("predicted", "correct", "answer_loss", "states", "features", "predictions",
+                               "target_gaps")}
     for batch_items in batched(items, batch_size):
         batch = collator(batch_items)
-        batch.pop("labels")
-        for key in ("video_frames", "video_frame_indices", "llm_frame_indices"):
-            batch.pop(key, None)
-        output = model(**batch, output_hidden_states=True)
+        labels = batch["labels"]
+        output = model(**batch, output_hidden_states=True,
+                       **({"output_autoregressive": True} if has_objective else {}))
+        rows, positions = (labels != -100).nonzero(as_tuple=True)
+        if not torch.equal(rows, torch.arange(len(batch_items))):
+            raise ValueError("every answer must be exactly one token of the tokenizer (one labelled position per row)")
+        logits = output.logits[rows, positions - 1].float()
+        out["predicted"].append(logits.argmax(-1))
+        out["correct"].append(out["predicted"][-1] == labels[rows, positions])
+        out["answer_loss"].append(torch.nn.functional.cross_entropy(logits, labels[rows, positions],
+                                                                    reduction="none"))
         hidden = output.hidden_states[-1]
-        positions = (batch["input_ids"] == video_token).long().cumsum(dim=1).argmax(dim=1)  # last video token
-        states.append(hidden[torch.arange(hidden.shape[0]), positions].double())
-    return torch.cat(states)
+        last_video = (batch["input_ids"] == video_token).long().cumsum(dim=1).argmax(dim=1)
+        out["states"].append(hidden[torch.arange(hidden.shape[0]), last_video].double())
+        if has_objective:
+            result = output.autoregressive_output
+            out["features"].append(result.teacher_features.float())
+            out["predictions"].append(result.predictions.float())
+            out["target_gaps"].append(result.target_frame_indices - result.context_frame_indices)
+    return {key: torch.cat(values) if values else None for key, values in out.items()}
 
 
 def fit_probes(train_x: torch.Tensor, train_labels: list[dict], test_x: torch.Tensor, test_labels: list[dict],
@@ -378,47 +398,52 @@ def fit_probes(train_x: torch.Tensor, train_labels: list[dict], test_x: torch.Te
     }
 
 
-def evaluate_run(model, processor, data: dict, settings: dict) -> dict:
-    """Every number of one trained model, on each held-out split, frames in order and shuffled."""
+def evaluate_run(model, processor, data: dict, frames: dict, settings: dict) -> dict:
+    """Every number of one trained model, on each held-out split (and the in-sample clips), in order and shuffled."""
     model.eval()
     batch_size = settings["eval_batch_size"]
-    collator = LlavaNextARDataCollator(processor)
     num_hist = model.config.autoregressive_config.get("num_hist")
-    result = {}
     probe_train = one_per_clip(data["train"])
-    for order in ("ordered", "shuffled"):
+    train_labels = [row["labels"] for row in probe_train]
+    result = {}
+    for order in ORDERS:
         shuffled = order == "shuffled"
-        train_states = video_end_states(model, processor, examples(probe_train, shuffled), batch_size)
-        train_labels = [row["labels"] for row in probe_train]
+        train_states = score(model, processor, examples(probe_train, frames, shuffled), batch_size)["states"]
         for split in (*EVAL_SPLITS, "in_sample"):
             rows = data[split]
-            items = examples(rows, shuffled)
-            entry = {"accuracy": answer_accuracy(model, processor, items, batch_size)}
+            scored = score(model, processor, examples(rows, frames, shuffled), batch_size)
+            correct = {}
+            for row, hit in zip(rows, scored["correct"].tolist()):
+                correct.setdefault(row["kind"], []).append(hit)
+            accuracy = {kind: sum(values) / len(values) for kind, values in correct.items()}
+            accuracy["all"] = scored["correct"].double().mean().item()
+            entry = {"accuracy": accuracy}
             if split != "in_sample":
-                collected = evaluate.collect(model, (collator(chunk) for chunk in batched(items, batch_size)))
-                entry["answer_lm_loss"] = collected["main_loss"]
-                if collected["predictions"] is not None:
-                    summary = evaluate.summarise(collected["features"], num_hist, collected["predictions"],
-                                                 collected["target_gaps"])
+                entry["answer_lm_loss"] = scored["answer_loss"].double().mean().item()
+                first = [index for index, row in enumerate(rows)
+                         if index == 0 or row["seed"] != rows[index - 1]["seed"]]
+                if scored["predictions"] is not None:
+                    summary = evaluate.summarise(scored["features"][first], num_hist, scored["predictions"][first],
+                                                 scored["target_gaps"][first])
                     entry["feature_error"] = {"overall": summary["overall"], "ratios": summary["ratios"]}
-                clips = one_per_clip(rows)
-                states = video_end_states(model, processor, examples(clips, shuffled), batch_size)
-                entry["probe"] = fit_probes(train_states, train_labels, states, [row["labels"] for row in clips],
-                                            settings["probe_l2"])
+                entry["probe"] = fit_probes(train_states, train_labels, scored["states"][first],
+                                            [rows[index]["labels"] for index in first], settings["probe_l2"])
             result[f"{split}/{order}"] = entry
     return result
 
 
-def run_one(variant: str, seed: int, settings: dict, data: dict, manifest: Path, work_dir: Path,
-            initial_checkpoint: Path) -> dict:
-    output_dir = work_dir / f"{variant}_seed{seed}"
+def run_one(variant: str, seed: int, settings: dict, data: dict, frames: dict, manifest: Path, work_dir: Path,
+            initial_checkpoint: Path, name: str | None = None) -> tuple[dict, dict]:
+    """Train and evaluate one run; returns its result and its trained base weights (for the weight distances)."""
+    output_dir = work_dir / (name or f"{variant}_seed{seed}")
     argv = train_argv(variant, seed, settings, manifest, output_dir) + ["--model_name_or_path",
                                                                          str(initial_checkpoint)]
     started = time.perf_counter()
-    trainer = ablation.run_training(argv, output_dir / "train.log")
+    trainer = utils.run_training(argv, output_dir / "train.log")
     trained = time.perf_counter()
     history = trainer.state.log_history
-    evaluation = evaluate_run(trainer.model, trainer.processing_class, data, settings)
+    weights = utils.base_weights(trainer.model)
+    evaluation = evaluate_run(trainer.model, trainer.processing_class, data, frames, settings)
     return {
         "variant": variant,
         "seed": seed,
@@ -427,11 +452,11 @@ def run_one(variant: str, seed: int, settings: dict, data: dict, manifest: Path,
         "eval_seconds": time.perf_counter() - trained,
         "seconds_per_step": next(entry["train_runtime"] for entry in history if "train_runtime" in entry)
         / settings["max_steps"],
-        "train_main_loss": ablation.tail_mean(history, "main_loss"),
-        "train_autoregressive_loss": ablation.tail_mean(history, "autoregressive_loss"),
-        "curves": {key: ablation.loss_curve(history, key) for key in ("main_loss", "autoregressive_loss")},
+        "train_main_loss": utils.tail_mean(history, "main_loss"),
+        "train_autoregressive_loss": utils.tail_mean(history, "autoregressive_loss"),
+        "curves": {key: utils.loss_curve(history, key) for key in ("main_loss", "autoregressive_loss")},
         "eval": evaluation,
-    }
+    }, weights
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -464,7 +489,7 @@ def aggregate(runs: list[dict]) -> dict:
         if not flats:
             continue
         keys = sorted({key for flat in flats for key in flat})
-        table[variant] = {key: ablation.mean_std([flat.get(key) for flat in flats]) for key in keys}
+        table[variant] = {key: utils.mean_std([flat.get(key) for flat in flats]) for key in keys}
         table[variant]["seeds"] = [run["seed"] for run in runs if run["variant"] == variant]
     return table
 
@@ -480,7 +505,7 @@ def paired_differences(runs: list[dict], reference: str = "disabled") -> dict:
         if not flats:
             continue
         keys = sorted({key for _, flat in flats for key in flat if key in base[flats[0][0]]})
-        out[variant] = {key: ablation.mean_std([flat[key] - base[seed][key] for seed, flat in flats
+        out[variant] = {key: utils.mean_std([flat[key] - base[seed][key] for seed, flat in flats
                                                 if flat.get(key) is not None and base[seed].get(key) is not None])
                         for key in keys}
     return out
@@ -495,11 +520,68 @@ def fmt(stat: dict | None, digits: int = 3, percent: bool = False) -> str:
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
+def reach_tables(results: dict) -> list[str]:
+    """Markdown lines: the gradient check and the weight distances of each part that has them."""
+    lines = []
+    for name, part in results.get("parts", {}).items():
+        gradients = part.get("gradients") or {}
+        if gradients:
+            lines += [
+                "",
+                f"### Does the objective's gradient reach the LLM? (`{name}`, seed {part['gradient_seed']}, "
+                "initial weights, first training batch)",
+                "",
+                "Norm of the gradient of the LM loss and of the weighted objective (`autoregressive_loss`) with "
+                "respect to each part's weights; ratio = objective / LM; cosine between the two gradients.",
+                "",
+                "| variant | weights | LM loss gradient | objective gradient | ratio | cosine |",
+                "|---|---|---|---|---|---|",
+            ]
+            for variant, groups in gradients.items():
+                for group, values in groups.items():
+                    lines.append(f"| {VARIANTS[variant][0]} | {group} | {values['main_loss']:.3e} | "
+                                 f"{values['autoregressive_loss']:.3e} | {values['ratio']:.3e} | "
+                                 f"{values['cosine']:+.3f} |")
+        distances = [run for run in part["runs"] if run.get("weight_distance_to_disabled")]
+        controls = part.get("repeat_control") or []
+        if distances or controls:
+            lines += [
+                "",
+                f"### Trained weights: each run vs. the objective-off run of the same seed (`{name}`)",
+                "",
+                "Max and mean |difference| of the weights after training; relative = ||difference|| / ||distance the "
+                "objective-off run's weights moved in training||. The repeated objective-off run (same seed, same "
+                "initial weights and data order) is the floor: any difference above it comes from the objective.",
+                "",
+                "| run | seed | weights | max abs difference | mean abs difference | relative | mean abs moved in "
+                "training |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            rows = [(VARIANTS[run["variant"]][0], run["seed"], run["weight_distance_to_disabled"])
+                    for run in distances]
+            rows += [("objective off, repeated", control["seed"], control["weight_distance_to_disabled"])
+                     for control in controls]
+            for label, seed, groups in rows:
+                for group, values in groups.items():
+                    lines.append(f"| {label} | {seed} | {group} | {values['max_abs']:.3e} | "
+                                 f"{values['mean_abs']:.3e} | {values['relative']:.3e} | "
+                                 f"{values['moved_mean_abs']:.3e} |")
+    return lines
+
+
 def render_tables(results: dict) -> str:
     settings, table = results["settings"], results["table"]
     chance = {kind: 1 / len(answers) for kind, answers in procedural_video.ANSWERS.items()}
     lines = [
         GENERATED_START,
+        "",
+        "Variants (every enabled variant states these four settings; the rest of `autoregressive_config` is the "
+        "base below):",
+        "",
+        "| variant | key | `autoregressive_config` settings compared |",
+        "|---|---|---|",
+        *(f"| {VARIANTS[name][0]} | `{name}` | {utils.describe(VARIANTS[name][1])} |"
+          for name in VARIANTS if name in table or name in results.get("long_table", {})),
         "",
         f"Settings: {len(settings['seeds'])} seed(s) {settings['seeds']}, {settings['max_steps']} steps, batch "
         f"{settings['batch_size']}, lr {settings['learning_rate']}; {settings['train_clips']} training clips "
@@ -508,9 +590,12 @@ def render_tables(results: dict) -> str:
         f"{settings['tiny_image_size']}px / patch {settings['tiny_patch_size']}, "
         f"LLM width {settings['tiny_hidden_size']}; "
         f"`autoregressive_config` base {json.dumps(settings['autoregressive'])}. Mean ± std over seeds. Wall time "
-        "per part (1 torch thread each, on a 2-core machine shared with other jobs): " + ", ".join(
+        "per part (1 torch thread, on a 2-core machine shared with other jobs; data generation and decoding "
+        f"included): " + ", ".join(
             f"`{name}` {part['wall_minutes']:.1f} min "
-            f"({len(part['runs'])} runs of {part['settings']['max_steps']} steps)"
+            f"({len(part['runs'])} runs of {part['settings']['max_steps']} steps"
+            + (f" + {len(part.get('repeat_control', []))} repeated objective-off run"
+               if part.get("repeat_control") else "") + ")"
             for name, part in results["parts"].items()) + ".",
         "",
         "### Held-out answer accuracy (%), unseen seeds: in order / frames shuffled",
@@ -588,6 +673,7 @@ def render_tables(results: dict) -> str:
                 f"{fmt(diff.get('heldout/ordered/probe_direction'), 1, True)} | "
                 f"{fmt(diff.get('heldout/ordered/probe_speed_r2'))} | {beyond} |"
             )
+    lines += reach_tables(results)
     lines += [
         "",
         "### Training",
@@ -627,20 +713,17 @@ def render_tables(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Three panels, variants by rows, frames in order vs. shuffled: held-out accuracy, probe, feature error."""
+    plt = utils.pyplot()
     table = results["table"]
     variants = list(table)
     labels = [VARIANTS[variant][0].replace(" (", "\n(") for variant in variants]
     figure, axes = plt.subplots(1, 3, figsize=(16, 0.55 * len(variants) + 3), sharey=True)
     y = np.arange(len(variants))
+    blind = max((prior["all"] for prior in results.get("text_prior", {}).get("heldout", {}).values()), default=np.nan)
     panels = (
-        ("held-out answer accuracy (%)", "heldout/{}/accuracy/all", 100,
-         100 * max((prior["all"] for prior in results.get("text_prior", {}).get("heldout", {}).values()),
-                   default=np.nan), "best blind answerer (no video)"),
+        ("held-out answer accuracy (%)", "heldout/{}/accuracy/all", 100, 100 * blind,
+         "best blind answerer (no video)"),
         ("probe: direction accuracy (%)", "heldout/{}/probe_direction", 100, 25.0, "chance"),
         ("feature MSE / copy-last (held-out)", "heldout/{}/mse_over_copy_last", 1, 1.0, "copy-last"),
     )
@@ -665,19 +748,11 @@ def plot(results: dict, path: Path) -> Path:
 
 
 def write_report(results: dict, docs_dir: Path) -> Path:
-    """(Re)write the generated part of `temporal_qa.md`; keep everything outside the markers."""
-    path = docs_dir / "temporal_qa.md"
-    generated = render_tables(results)
-    if path.exists() and GENERATED_START in path.read_text():
-        text = path.read_text()
-        before, rest = text.split(GENERATED_START, 1)
-        after = rest.split(GENERATED_END, 1)[1] if GENERATED_END in rest else ""
-        text = before + generated + after
-    else:
-        text = ("# Temporal QA on procedural videos: does the objective help the LLM understand motion?\n\n"
-                "Generated by `python scripts/temporal_qa.py` (numbers in `temporal_qa_results.json`).\n\n"
-                + generated + "\n")
-    path.write_text(text)
+    """(Re)write the generated part of `temporal_qa.md` (keeping everything outside the markers) and the plot."""
+    header = ("# Temporal QA on procedural videos: does the objective help the LLM understand motion?\n\n"
+              "Generated by `python scripts/temporal_qa.py` (numbers in `temporal_qa_results.json`).\n\n")
+    path = utils.replace_generated(docs_dir / "temporal_qa.md", render_tables(results), GENERATED_START,
+                                   GENERATED_END, header)
     plot(results, docs_dir / "temporal_qa.png")
     return path
 
@@ -689,12 +764,13 @@ def write_report(results: dict, docs_dir: Path) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 3 steps, 3 variants, 1 seed")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 3 steps, 1 seed")
     parser.add_argument("--output_dir", default="outputs/temporal_qa", help="clips, runs and logs")
     parser.add_argument("--docs_dir", default=None,
                         help="where the report, JSON and PNG go (default docs/, or --output_dir with --quick)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (overrides the settings)")
-    parser.add_argument("--variants", default=None, help=f"comma-separated, from {list(VARIANTS)}")
+    parser.add_argument("--variants", default=None,
+                        help=f"comma-separated, replaces the variants of every part run; from {list(VARIANTS)}")
     parser.add_argument("--max_steps", type=int, default=None)
     parser.add_argument("--parts", default="main", help="comma-separated, from: " + "; ".join(
         f"`{name}`: {text}" for name, text in PARTS.items()))
@@ -712,37 +788,83 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return run(args)
-    finally:
-        torch.set_num_threads(threads)
+    return utils.with_threads(run, args, args.threads)
 
 
 def part_plan(part: str, settings: dict) -> tuple[list[str], list[int], int]:
     """`(variants, seeds, steps)` of a part."""
-    if part == "main":
-        return settings["variants"], settings["seeds"], settings["max_steps"]
-    if part == "seed_variants":
-        return settings["seed_variants"], settings["seeds"], settings["max_steps"]
-    return settings["long_variants"], settings["long_seeds"], settings["long_steps"]
+    variants = settings["part_variants"][part]
+    if part == "long":
+        return variants, settings["long_seeds"], settings["long_steps"]
+    return variants, settings["seeds"], settings["max_steps"]
 
 
 def finalise(results: dict) -> dict:
-    """Tables over the parts present: `main` and `seed_variants` pooled (same seeds and steps), `long` apart."""
+    """Tables over the parts present: the parts of `max_steps` pooled (same seeds and steps), `long` apart."""
     parts = results.get("parts", {})
-    pooled = [run for part in ("main", "seed_variants") for run in parts.get(part, {}).get("runs", [])]
+    pooled = [run for name, part in parts.items() if name != "long" for run in part["runs"]]
     results["table"] = aggregate(pooled)
     results["paired_differences"] = paired_differences(pooled)
     results["long_table"] = aggregate(parts["long"]["runs"]) if "long" in parts else {}
     results["long_paired_differences"] = paired_differences(parts["long"]["runs"]) if "long" in parts else {}
     results["same_init"] = all(part.get("same_init", True) for part in parts.values())
-    first = parts.get("main") or parts.get("seed_variants") or parts.get("long")
+    first = next((parts[name] for name in PARTS if name in parts), None)
     results["settings"] = first["settings"] if first else {}
-    if results["settings"]:
-        results["text_prior"] = text_prior(results["settings"])
     return results
+
+
+def gradient_batch_maker(data: dict, frames: dict, settings: dict):
+    """`processor -> batch` of the first training batch (manifest order), for `experiment_utils.gradient_norms`."""
+    items = examples(data["train"][:settings["batch_size"]], frames, shuffled=False)
+    return lambda processor: LlavaNextARDataCollator(processor)(items)
+
+
+def run_part(part: str, settings: dict, data: dict, frames: dict, words: list[str], manifest: Path,
+             work_dir: Path, started: float) -> dict:
+    """Train and evaluate every (variant, seed) of `part`, plus the gradient check (first seed) and the weight
+    distances to the objective-off run of each seed (and of a repeated objective-off run, `repeat_control_seeds`)."""
+    part_started = time.perf_counter()
+    variants, seeds, steps = part_plan(part, settings)
+    part_settings = {**settings, "max_steps": steps, "seeds": seeds, "variants": variants}
+    runs, controls, same_init, gradients = [], [], True, {}
+    for seed in seeds:
+        maker = gradient_batch_maker(data, frames, settings) if seed == seeds[0] else None
+        initial = initial_checkpoints(seed, part_settings, words, variants, work_dir, maker)
+        same_init &= initial["same_init"]
+        gradients = gradients or initial["gradients"]
+        weights = {}
+        for variant in variants:
+            run, weights[variant] = run_one(variant, seed, part_settings, data, frames, manifest, work_dir / part,
+                                            initial["paths"][variant])
+            runs.append(run)
+            heldout, shuffled = run["eval"]["heldout/ordered"], run["eval"]["heldout/shuffled"]
+            ratio = heldout.get("feature_error", {}).get("ratios", {}).get("mse_model_over_copy_last")
+            print(f"[{time.perf_counter() - started:6.1f}s] {part}: {variant:>20} seed {seed}: held-out "
+                  f"accuracy {heldout['accuracy']['all']:.3f} (shuffled {shuffled['accuracy']['all']:.3f}), "
+                  f"in-sample {run['eval']['in_sample/ordered']['accuracy']['all']:.3f}, answer loss "
+                  f"{heldout['answer_lm_loss']:.5f}, MSE/copy-last {'-' if ratio is None else f'{ratio:.3f}'}, "
+                  f"probe direction {heldout['probe']['direction_accuracy']:.3f}; "
+                  f"train {run['train_seconds']:.0f}s eval {run['eval_seconds']:.0f}s", flush=True)
+        if "disabled" in weights:
+            for run in runs:
+                if run["seed"] == seed and run["variant"] != "disabled":
+                    run["weight_distance_to_disabled"] = utils.weight_distance(
+                        weights[run["variant"]], weights["disabled"], initial["initial_weights"])
+            if seed in settings["repeat_control_seeds"] and part != "long":
+                # The same objective-off run again: the floor of the weight distances (0 if training is
+                # deterministic), so a difference above it is the objective's.
+                output_dir = work_dir / part / f"disabled_seed{seed}_repeat"
+                argv = train_argv("disabled", seed, part_settings, manifest, output_dir)
+                trainer = utils.run_training(argv + ["--model_name_or_path", str(initial["paths"]["disabled"])],
+                                             output_dir / "train.log")
+                controls.append({"seed": seed, "weight_distance_to_disabled": utils.weight_distance(
+                    utils.base_weights(trainer.model), weights["disabled"], initial["initial_weights"])})
+                print(f"[{time.perf_counter() - started:6.1f}s] {part}: objective off repeated, seed {seed}: "
+                      f"LLM max abs difference {controls[-1]['weight_distance_to_disabled']['language_model']}",
+                      flush=True)
+    return {"settings": part_settings, "runs": runs, "same_init": same_init, "gradients": gradients,
+            "gradient_seed": seeds[0], "repeat_control": controls,
+            "wall_minutes": (time.perf_counter() - part_started) / 60}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -750,8 +872,6 @@ def run(args: argparse.Namespace) -> dict:
     settings = json.loads(json.dumps(SETTINGS["quick" if args.quick else "default"]))
     if args.seeds:
         settings["seeds"] = [int(seed) for seed in args.seeds.split(",")]
-    if args.variants:
-        settings["variants"] = [variant for variant in args.variants.split(",") if variant]
     if args.max_steps is not None:
         settings["max_steps"] = args.max_steps
     for item in args.set:
@@ -762,6 +882,9 @@ def run(args: argparse.Namespace) -> dict:
     parts = [part for part in args.parts.split(",") if part]
     if set(parts) - set(PARTS):
         raise SystemExit(f"unknown --parts {sorted(set(parts) - set(PARTS))}; choose from {list(PARTS)}")
+    if args.variants:
+        for part in parts:
+            settings["part_variants"][part] = [variant for variant in args.variants.split(",") if variant]
     unknown = {variant for part in parts for variant in part_plan(part, settings)[0]} - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
@@ -770,7 +893,6 @@ def run(args: argparse.Namespace) -> dict:
     work_dir.mkdir(parents=True, exist_ok=True)
     docs_dir.mkdir(parents=True, exist_ok=True)
     results_path = docs_dir / "temporal_qa_results.json"
-    fresh = args.fresh
     if args.report_only:
         results = finalise(json.loads(results_path.read_text()))
         results_path.write_text(json.dumps(results, indent=1))
@@ -780,48 +902,33 @@ def run(args: argparse.Namespace) -> dict:
     data = make_data(settings, work_dir / "data")
     kept = {row["seed"] for row in one_per_clip(data["train"])[:settings["in_sample_clips"]]}
     data["in_sample"] = [row for row in data["train"] if row["seed"] in kept]
+    frames = decode_clips([row for split in ("train", *EVAL_SPLITS) for row in data[split]])
     manifest = work_dir / "data" / "train" / "manifest.jsonl"
     words = vocabulary(data["train"])
+    data_minutes = (time.perf_counter() - started) / 60
     print(f"[{time.perf_counter() - started:6.1f}s] data: " + ", ".join(
         f"{split} {len(rows)} questions" for split, rows in data.items()), flush=True)
 
-    results = {}
+    fresh = args.fresh
     for part in parts:
-        part_started = time.perf_counter()
-        variants, seeds, steps = part_plan(part, settings)
-        part_settings = {**settings, "max_steps": steps, "seeds": seeds, "variants": variants}
-        runs, same_init = [], True
-        for seed in seeds:
-            initial, same = initial_weights(seed, part_settings, words, variants, work_dir)
-            same_init &= same
-            for variant in variants:
-                run = run_one(variant, seed, part_settings, data, manifest, work_dir / part, initial[variant])
-                runs.append(run)
-                heldout, shuffled = run["eval"]["heldout/ordered"], run["eval"]["heldout/shuffled"]
-                ratio = heldout.get("feature_error", {}).get("ratios", {}).get("mse_model_over_copy_last")
-                print(f"[{time.perf_counter() - started:6.1f}s] {part}: {variant:>20} seed {seed}: held-out "
-                      f"accuracy {heldout['accuracy']['all']:.3f} (shuffled {shuffled['accuracy']['all']:.3f}), "
-                      f"in-sample {run['eval']['in_sample/ordered']['accuracy']['all']:.3f}, answer loss "
-                      f"{heldout['answer_lm_loss']:.3f}, MSE/copy-last {'-' if ratio is None else f'{ratio:.3f}'}, "
-                      f"probe direction {heldout['probe']['direction_accuracy']:.3f}; "
-                      f"train {run['train_seconds']:.0f}s "
-                      f"eval {run['eval_seconds']:.0f}s", flush=True)
+        entry = run_part(part, settings, data, frames, words, manifest, work_dir, started)
+        if part == parts[0]:
+            entry["wall_minutes"] += data_minutes
         # merge into the results file as it is now (another process may be running another part)
         results = {} if fresh or not results_path.exists() else json.loads(results_path.read_text())
         fresh = False
-        minutes = (time.perf_counter() - part_started) / 60
         previous = results.get("parts", {}).get(part) if args.replace else None
         if previous:  # keep the part's other runs; these replace the runs of the same variant and seed
-            done = {(run["variant"], run["seed"]) for run in runs}
-            runs = [run for run in previous["runs"] if (run["variant"], run["seed"]) not in done] + runs
-            part_settings = {**previous["settings"], "variants": sorted({run["variant"] for run in runs},
-                                                                        key=list(VARIANTS).index)}
-            same_init &= previous["same_init"]
-            minutes += previous["wall_minutes"]
-        results.setdefault("parts", {})[part] = {
-            "settings": part_settings, "runs": runs, "same_init": same_init, "threads": args.threads,
-            "wall_minutes": minutes,
-        }
+            done = {(run["variant"], run["seed"]) for run in entry["runs"]}
+            kept_runs = [run for run in previous["runs"] if (run["variant"], run["seed"]) not in done]
+            entry["runs"] = kept_runs + entry["runs"]
+            entry["settings"] = {**previous["settings"], "variants": sorted({run["variant"] for run in entry["runs"]},
+                                                                             key=list(VARIANTS).index)}
+            entry["same_init"] &= previous["same_init"]
+            entry["wall_minutes"] += previous["wall_minutes"]
+        entry["threads"] = args.threads
+        results.setdefault("parts", {})[part] = entry
+        results["text_prior"] = text_prior(data)
         finalise(results)
         results_path.write_text(json.dumps(results, indent=1))
     report = write_report(results, docs_dir)

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import ablation  # noqa: E402
+import ablation_report  # noqa: E402
 import evaluate  # noqa: E402
+import experiment_utils as utils  # noqa: E402
 import train  # noqa: E402
 
 
@@ -122,6 +124,13 @@ def test_held_out_split_is_by_clip():
     baseline = ablation.variant_autoregressive_config("baseline", ablation.SETTINGS["default"])
     assert not baseline["use_frame_causal_mask"] and not baseline["use_fast_slow_frames"]
     assert ablation.variant_autoregressive_config("disabled", ablation.SETTINGS["default"]) == {"enabled": False}
+    # the seed's four variants are in the seed's form (absolute output); "as shipped" predicts the residual
+    for variant in ("baseline", "frame_mask", "fast_slow", "full"):
+        config = ablation.variant_autoregressive_config(variant, ablation.SETTINGS["default"])
+        assert config["predict_residual"] is False
+    assert ablation.variant_autoregressive_config("shipped", ablation.SETTINGS["default"])["predict_residual"] is True
+    for name, (_, overrides) in ablation.VARIANTS.items():
+        assert name == "disabled" or set(utils.EXPLICIT_KEYS) <= set(overrides), name
 
 
 def test_lm_comparison_and_aggregation_pieces():
@@ -136,9 +145,9 @@ def test_lm_comparison_and_aggregation_pieces():
     assert full["paired_difference"]["mean"] == pytest.approx(0.05)
     assert not full["worse_beyond_seed_spread"]  # 0.05 < std(1.0, 1.2) = 0.141
     assert comparison["baseline"]["train_main_loss"]["worse_beyond_seed_spread"]
-    assert ablation.mean_std([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(2**0.5), "min": 1.0, "max": 3.0, "n": 2}
+    assert utils.mean_std([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(2**0.5), "min": 1.0, "max": 3.0, "n": 2}
     history = [{"step": s, "main_loss": float(s)} for s in range(1, 11)] + [{"train_runtime": 1.0, "step": 10}]
-    assert ablation.tail_mean(history, "main_loss") == pytest.approx(9.5)  # last 20% of 10 logs: 9, 10
+    assert utils.tail_mean(history, "main_loss") == pytest.approx(9.5)  # last 20% of 10 logs: 9, 10
 
 
 def test_linear_probe_finds_a_predictable_process():
@@ -164,10 +173,18 @@ def test_ablation_quick_runs_end_to_end(tmp_path, capsys):
     assert (docs / "ablation.png").read_bytes()[:8] == PNG
     saved = json.loads((docs / "ablation_results.json").read_text())
     assert {run["variant"] for run in saved["ablation"]["runs"]} == set(ablation.VARIANTS)
-    assert set(saved["ablation"]["lm_comparison"]) == {"baseline", "frame_mask", "fast_slow", "full"}
+    assert set(saved["ablation"]["lm_comparison"]) == {"baseline", "frame_mask", "fast_slow", "full", "shipped"}
     full = results["ablation"]["table"]["full"]
     assert full["heldout_mse_model_over_copy_last"]["mean"] > 0 and full["seconds_per_step"]["mean"] > 0
     assert "Baseline (token mask, all frames)" in capsys.readouterr().out
+    # the report re-renders only its generated section: hand-written conclusions survive, prose is not generated
+    assert "## Findings" not in markdown and ablation_report.GENERATED_END in markdown
+    (docs / "ablation.md").write_text("# Ablation\n\nwritten by hand before\n\n" + markdown.split("\n", 2)[2]
+                                      + "\n## Conclusions\nwritten by hand after\n")
+    ablation_report.main(["--docs_dir", str(docs)])
+    rerendered = (docs / "ablation.md").read_text()
+    assert "written by hand before" in rerendered and "written by hand after" in rerendered
+    assert rerendered.count(ablation_report.GENERATED_START) == 1 and "| variant | train main loss |" in rerendered
 
 
 def test_ablation_subset_of_variants_at_another_predictor_width(tmp_path):
@@ -178,5 +195,6 @@ def test_ablation_subset_of_variants_at_another_predictor_width(tmp_path):
     assert {run["variant"] for run in saved["ablation"]["runs"]} == {"full"}
     assert saved["ablation"]["settings"]["autoregressive"]["predictor_hidden_size"] == 16
     configs = list((tmp_path / "runs").rglob("config.json"))
-    assert configs and all(json.loads(c.read_text())["autoregressive_config"]["predictor_hidden_size"] == 16 for c in configs)
+    assert configs and all(json.loads(c.read_text())["autoregressive_config"]["predictor_hidden_size"] == 16
+                           for c in configs)
     assert "at width 16" in (docs / "ablation.md").read_text()

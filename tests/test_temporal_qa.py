@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import procedural_video as pv  # noqa: E402
+import experiment_utils as utils  # noqa: E402
 import temporal_qa  # noqa: E402
-from video_data import count_frames, decode_clip  # noqa: E402
+
+from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames, index_video  # noqa: E402
 
 
 def test_scenes_and_frames_are_deterministic_by_seed():
@@ -44,7 +46,7 @@ def test_answers_are_what_the_decoded_frames_show(tmp_path):
     kinds_seen = set()
     for scene in pv.split_scenes("train", 40):
         path = pv.write_mp4(pv.render(scene), tmp_path / f"{scene.seed}.mp4")
-        frames = decode_clip(str(path))
+        frames = decode_all_frames(path).numpy()
         answers = {question["kind"]: question["answer"] for question in scene.questions()}
         kinds_seen |= {(kind, answer) for kind, answer in answers.items()}
         main = scene.objects[0]
@@ -88,8 +90,8 @@ def test_held_out_splits_are_disjoint_by_seed_and_by_unseen_combination():
 def test_mp4_round_trips_through_pyav(tmp_path):
     frames = pv.render(pv.generate_scene(4, num_frames=10, size=48))
     path = pv.write_mp4(frames, tmp_path / "clip.mp4")
-    assert count_frames(str(path)) == 10
-    decoded = decode_clip(str(path))
+    assert index_video(str(path)).num_frames == 10
+    decoded = decode_all_frames(path).numpy()
     assert decoded.shape == frames.shape
     error = np.abs(decoded.astype(int) - frames.astype(int))
     assert error.mean() < 2 and error.max() < 20
@@ -119,6 +121,35 @@ def test_linear_probe_recovers_a_linear_signal():
     assert result["speed_r2"] < 0.3
 
 
+def test_variants_state_every_compared_setting():
+    """No variant follows a default that may change: each enabled one sets the four compared keys itself; the
+    shipped form predicts the residual, the seed's form the features."""
+    settings = temporal_qa.SETTINGS["default"]
+    for name, (_, overrides) in temporal_qa.VARIANTS.items():
+        config = temporal_qa.variant_config(name, settings)
+        if name == "disabled":
+            assert config == {"enabled": False}
+            continue
+        assert set(utils.EXPLICIT_KEYS) <= set(overrides), name
+    assert temporal_qa.variant_config("shipped", settings)["predict_residual"] is True
+    assert temporal_qa.variant_config("seed_form", settings)["predict_residual"] is False
+    assert temporal_qa.variant_config("seed_full", settings)["num_fast"] == settings["fast_slow"]["num_fast"]
+    with pytest.raises(ValueError, match="predict_residual"):
+        utils.variant_config({"use_frame_causal_mask": True, "use_fast_slow_frames": False,
+                              "normalize_targets": False}, {}, {})
+
+
+def test_weight_distance_is_zero_for_equal_runs_and_relative_to_the_training_move():
+    initial = {"model.language_model.w": torch.zeros(4, dtype=torch.float64)}
+    reference = {"model.language_model.w": torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64)}
+    other = {"model.language_model.w": torch.tensor([1.0, 1.0, 1.0, 1.5], dtype=torch.float64)}
+    same = utils.weight_distance(reference, reference, initial)["language_model"]
+    assert same["max_abs"] == 0 and same["relative"] == 0
+    moved = utils.weight_distance(other, reference, initial)["language_model"]
+    assert moved["max_abs"] == pytest.approx(0.5) and moved["mean_abs"] == pytest.approx(0.125)
+    assert moved["relative"] == pytest.approx(0.5 / 2.0) and moved["moved_mean_abs"] == pytest.approx(1.0)
+
+
 def test_quick_experiment_reports_every_number_in_order_and_shuffled(tmp_path):
     results = temporal_qa.main(["--quick", "--output_dir", str(tmp_path)])
     for name in ("temporal_qa.md", "temporal_qa_results.json", "temporal_qa.png"):
@@ -126,21 +157,58 @@ def test_quick_experiment_reports_every_number_in_order_and_shuffled(tmp_path):
     assert (tmp_path / "temporal_qa.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     saved = json.loads((tmp_path / "temporal_qa_results.json").read_text())
     assert saved["same_init"] is True
-    runs = saved["parts"]["main"]["runs"]
-    assert {run["variant"] for run in runs} == set(results["settings"]["variants"])
-    assert set(saved["table"]) == set(results["settings"]["variants"]) and "frame_mask" in saved["paired_differences"]
+    part = saved["parts"]["main"]
+    runs = part["runs"]
+    assert {run["variant"] for run in runs} == set(results["settings"]["variants"]) == {"disabled", "shipped",
+                                                                                        "seed_form"}
+    assert set(saved["table"]) == set(results["settings"]["variants"]) and "shipped" in saved["paired_differences"]
     for run in runs:
         for split in temporal_qa.EVAL_SPLITS:
-            for order in ("ordered", "shuffled"):
+            for order in temporal_qa.ORDERS:
                 entry = run["eval"][f"{split}/{order}"]
                 assert 0 <= entry["accuracy"]["all"] <= 1
                 assert set(entry["accuracy"]) == {"all", *pv.QUESTION_KINDS}
                 assert entry["answer_lm_loss"] > 0
                 assert 0 <= entry["probe"]["direction_accuracy"] <= 1
                 assert ("feature_error" in entry) == (run["variant"] != "disabled")
+        # the objective reaches the LLM: trained weights differ from the objective-off run's
+        assert ("weight_distance_to_disabled" in run) == (run["variant"] != "disabled")
+        if run["variant"] != "disabled":
+            assert run["weight_distance_to_disabled"]["language_model"]["max_abs"] > 0
+    # training is deterministic: the repeated objective-off run ends on the same weights
+    (control,) = part["repeat_control"]
+    assert all(values["max_abs"] == 0 for values in control["weight_distance_to_disabled"].values())
+    for variant, groups in part["gradients"].items():
+        assert groups["language_model"]["autoregressive_loss"] > 0 and groups["language_model"]["main_loss"] > 0
     report = (tmp_path / "temporal_qa.md").read_text()
-    assert temporal_qa.GENERATED_START in report and "shuffled" in report
+    assert temporal_qa.GENERATED_START in report and "shuffled" in report and "predict_residual=False" in report
+    assert "repeated" in report and "objective gradient" in report
     # the written part of the report survives a rerun of the tables
     (tmp_path / "temporal_qa.md").write_text(report + "\n## Conclusions\nwritten by hand\n")
     temporal_qa.write_report(saved, tmp_path)
     assert "written by hand" in (tmp_path / "temporal_qa.md").read_text()
+
+
+def test_answers_scored_from_the_forward_pass_equal_greedy_generate(tmp_path):
+    """`score`'s accuracy (argmax of the logits before the answer token) is what greedy `generate` answers."""
+    settings = {**temporal_qa.SETTINGS["quick"], "train_clips": 2, "heldout_clips": 2}
+    data = temporal_qa.make_data(settings, tmp_path)
+    rows = data["heldout"]
+    frames = temporal_qa.decode_clips(rows)
+    words = temporal_qa.vocabulary(data["train"] + rows)
+    torch.manual_seed(0)
+    model, processor = temporal_qa.train.build_tiny_model_and_processor(
+        temporal_qa.model_args(settings), words, temporal_qa.variant_config("shipped", settings))
+    model.eval()
+    items = temporal_qa.examples(rows, frames, shuffled=False)
+    scored = temporal_qa.score(model, processor, items, batch_size=3)
+    inputs = processor(text=[item["prompt"] for item in items], videos=[item["video"] for item in items],
+                       return_tensors="pt", padding=True, padding_side="left")
+    inputs = {key: value for key, value in inputs.items()
+              if key not in ("video_frames", "video_frame_indices", "llm_frame_indices")}
+    generated = model.generate(**inputs, max_new_tokens=1, do_sample=False,
+                               pad_token_id=processor.tokenizer.pad_token_id)
+    assert scored["predicted"].tolist() == generated[:, inputs["input_ids"].shape[1]].tolist()
+    answers = processor.tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert scored["correct"].tolist() == [answer.strip() == item["answer"] for answer, item in zip(answers, items)]
+    assert scored["states"].shape[0] == len(items) and scored["predictions"] is not None

@@ -7,7 +7,9 @@ Held-out next-frame feature error of a trained LLaVA-NeXT-AR predictor, next to 
     python scripts/evaluate.py user/repo --manifest heldout.jsonl --num_frames 16 --output_dir eval/
 
 For every held-out window the model runs its real forward pass (vision tower -> projector -> LLM, then the
-auxiliary module fused with the LLM hidden states), with the batch the checkpoint's own processor builds. Forward
+auxiliary module fused with the LLM hidden states), with the batch the checkpoint's own processor builds: the
+processor's stored sampling (`frame_sampling`, the fast/slow sampler) picks the window's frames, and only those are
+decoded, at its working size (`read_video`, the data path of training). Forward
 hooks on `model.autoregressive_module` and its `predictor` capture the teacher features (`[B, T, P, D]`, the
 objective's frames in source-time order) and the predictions of frames `1..T-1`. On the same teacher features two
 baselines predict frame `t`:
@@ -39,13 +41,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from video_data import DEFAULT_PROMPT, builtin_clips_manifest, read_manifest, video_text_dataset  # noqa: E402
+from video_data import DEFAULT_PROMPT, SkipLog, VideoChatDataset, builtin_clips_manifest, read_manifest  # noqa: E402
 
 
 logger = logging.getLogger("evaluate")
 
 METHODS = ("model", "copy_last", "mean_history")
 METRICS = ("mse", "cosine_similarity", "cosine_distance")
+RETIRED = (
+    "frames are decoded straight to the processor's working size (aspect ratio kept), only the frames its sampling "
+    "picks (`decode_size` used to squash every frame of the window to a square first)"
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -234,11 +240,16 @@ def collect(model, batches) -> dict:
     }
 
 
-def batches_from_rows(processor, rows: list[dict], decode_size: int | None, batch_size: int):
-    """Model batches (with `labels`, prompt masked) of the rows, through the checkpoint's processor."""
+def batches_from_rows(processor, rows: list[dict], decode_size: int | None = None, batch_size: int = 4):
+    """
+    Model batches (with `labels`, prompt masked) of the rows, through the checkpoint's processor: each row's window
+    is sampled with the processor's settings and only the sampled frames are decoded, at the processor's working
+    size (`video_data.VideoChatDataset`, as in training). A row that cannot be used (missing or undecodable file,
+    too short) raises, naming it. `decode_size` is ignored (kept so that older callers run; see `RETIRED`).
+    """
     from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator
 
-    dataset = video_text_dataset(rows, decode_size, on_decode_error="raise")
+    dataset = VideoChatDataset(rows, processor, SkipLog(raise_errors=True), source="held-out data")
     collator = LlavaNextARDataCollator(processor)
     for start in range(0, len(dataset), batch_size):
         yield collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
@@ -248,11 +259,12 @@ def evaluate_model(
     model,
     processor,
     rows: list[dict],
-    decode_size: int | None = 96,
+    decode_size: int | None = None,
     batch_size: int = 4,
     num_hist: int | None | str = "config",
 ) -> dict:
-    """Everything `evaluate.json` holds, for an in-memory model and processor (see `summarise`)."""
+    """Everything `evaluate.json` holds, for an in-memory model and processor (see `summarise`). `decode_size` is
+    ignored (see `RETIRED`)."""
     model.eval()
     if num_hist == "config":
         num_hist = model.config.autoregressive_config.get("num_hist")
@@ -270,20 +282,21 @@ def evaluate_checkpoint(
     manifest: str | None = None,
     num_frames: int = 16,
     window_stride: int = 8,
-    decode_size: int | None = 96,
+    decode_size: int | None = None,
     batch_size: int = 4,
     num_hist: int | None | str = "config",
     max_windows: int | None = None,
     remote_code: bool = True,
 ) -> dict:
-    """Load `checkpoint` and evaluate it on held-out windows (built-in `clips` or a `manifest`)."""
+    """Load `checkpoint` and evaluate it on held-out windows (built-in `clips` or a `manifest`). `decode_size` is
+    ignored (see `RETIRED`)."""
     model, processor = load_checkpoint(checkpoint, remote_code=remote_code)
     rows = heldout_rows(clips, manifest, num_frames, window_stride, max_windows=max_windows)
     result = evaluate_model(model, processor, rows, decode_size, batch_size, num_hist)
     result.update(
         checkpoint=str(checkpoint),
         data={"clips": clips, "manifest": manifest, "num_frames": num_frames, "window_stride": window_stride,
-              "decode_size": decode_size, "windows": len(rows)},
+              "windows": len(rows), "sampling": dict(processor.clip_sampling_settings)},
         autoregressive_config=dict(model.config.autoregressive_config),
     )
     return result
@@ -366,7 +379,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     data.add_argument("--manifest", default=None, help="held-out manifest (JSON/JSONL/CSV or clip folder)")
     parser.add_argument("--num_frames", type=int, default=16, help="built-in clips: frames per window")
     parser.add_argument("--window_stride", type=int, default=8, help="built-in clips: frames between window starts")
-    parser.add_argument("--decode_size", type=int, default=96, help="resize frames to this square when decoding")
+    parser.add_argument("--decode_size", type=int, default=None, help=f"ignored: {RETIRED}")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--max_windows", type=int, default=None, help="evaluate at most this many windows")
     parser.add_argument("--num_hist", default="config", help="mean-of-history length: int, 'all', or 'config'")
@@ -378,6 +391,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    if args.decode_size is not None:
+        logger.warning("--decode_size %s is ignored: %s; remove it", args.decode_size, RETIRED)
     num_hist = {"config": "config", "all": None}.get(args.num_hist, None)
     if args.num_hist not in ("config", "all"):
         num_hist = int(args.num_hist)

@@ -98,7 +98,7 @@ class LlavaNextARCausalLMOutputWithPast(LlavaNextVideoCausalLMOutputWithPast):
         `loss_weight * autoregressive_frame_losses.mean()`.
     autoregressive_frame_losses (`torch.FloatTensor` of shape `(batch_size, num_frames - 1)`, *optional*):
         Unweighted MSE of each predicted frame (frames `1..T-1` of `video_frames`, in source-time order).
-    autoregressive_output ([`LlavaNextARReconstructionOutput`], *optional*, returned with `output_autoregressive=True`):
+    autoregressive_output ([`LlavaNextARReconstructionOutput`], *optional*, with `output_autoregressive=True`):
         The objective's predictions, teacher features and frame indices.
     """
 
@@ -187,15 +187,20 @@ class LlavaNextARAttention(nn.Module):
         self.o_proj = nn.Linear(self.hidden_size, self.hidden_size)
 
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        hidden_states: torch.Tensor,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        attention_mask: torch.Tensor,
     ) -> torch.Tensor:
         """
-        queries `[N, Q, C]` (already gathered per query frame), keys/values `[N, S, H, d]` (already projected and
-        gathered), attention_mask boolean broadcastable to `[N, 1, Q, S]`. Returns `[N, Q, C]`.
+        hidden_states `[N, Q, C]` (projected to queries here); key_states / value_states `[N, S, H, d]`, already
+        projected by `project_keys_values` and gathered per query frame; attention_mask boolean broadcastable to
+        `[N, 1, Q, S]`. Returns `[N, Q, C]`.
         """
-        n, q_len, _ = queries.shape
-        query = self.q_proj(queries).view(n, q_len, self.num_heads, self.head_dim).transpose(1, 2)
-        keys, values = keys.transpose(1, 2), values.transpose(1, 2)
+        n, q_len, _ = hidden_states.shape
+        query = self.q_proj(hidden_states).view(n, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+        keys, values = key_states.transpose(1, 2), value_states.transpose(1, 2)
         implementation = self.config._attn_implementation or "eager"
         if "flash" in implementation:
             logger.warning_once(
@@ -205,7 +210,7 @@ class LlavaNextARAttention(nn.Module):
             )
             implementation = "sdpa"
         if implementation not in ("eager", "sdpa"):
-            # flex_attention (and kernels registered by name) add the mask to the scores: give them 0 / -inf, full size.
+            # flex_attention (and kernels registered by name) add the mask to the scores: 0 / -inf, full size.
             additive = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device)
             additive = additive.masked_fill(~attention_mask, float("-inf"))
             attention_mask = additive.expand(n, 1, q_len, keys.shape[2])
@@ -213,10 +218,10 @@ class LlavaNextARAttention(nn.Module):
         output, _ = attention_interface(self, query, keys, values, attention_mask, scaling=self.scaling)
         return self.o_proj(output.reshape(n, q_len, self.hidden_size))
 
-    def project_keys_values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`[..., C]` -> keys and values `[..., H, d]`."""
-        shape = (*states.shape[:-1], self.num_heads, self.head_dim)
-        return self.k_proj(states).view(shape), self.v_proj(states).view(shape)
+    def project_keys_values(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[..., C]` -> key_states and value_states `[..., H, d]`."""
+        shape = (*hidden_states.shape[:-1], self.num_heads, self.head_dim)
+        return self.k_proj(hidden_states).view(shape), self.v_proj(hidden_states).view(shape)
 
 
 class LlavaNextARPredictorLayer(GradientCheckpointingLayer):
@@ -246,7 +251,7 @@ class LlavaNextARPredictorLayer(GradientCheckpointingLayer):
     ) -> torch.Tensor:
         """
         hidden_states `[B, T, P, C]`; key_frames `[T, h]`; self_attn_mask `[T, 1|P, h*P]`;
-        memory `[B, M, C]` (LLM states, null slot first); memory_index / memory_mask `[B, T, W]`.
+        memory `[B, M, C]` (the LLM hidden states, null slot first); memory_index / memory_mask `[B, T, W]`.
         """
         batch, frames, patches, width = hidden_states.shape
         x = self.self_attn_norm(hidden_states)
@@ -296,7 +301,8 @@ class LlavaNextARPredictor(nn.Module):
         """
         key_frames, mask = frame_window(num_frames, num_patches, self.num_hist, self.token_causal, torch.device("cpu"))
         slots = key_frames.shape[1]
-        mask = mask.expand(num_frames, num_patches, slots * num_patches).view(num_frames, num_patches, slots, num_patches)
+        mask = mask.expand(num_frames, num_patches, slots * num_patches)
+        mask = mask.view(num_frames, num_patches, slots, num_patches)
         dense = torch.zeros(num_frames, num_patches, num_frames, num_patches, dtype=torch.bool)
         frames = torch.arange(num_frames)
         for slot in range(slots):  # key slot `slot` of query frame `t` holds frame `key_frames[t, slot]`
@@ -306,21 +312,25 @@ class LlavaNextARPredictor(nn.Module):
     def forward(
         self,
         context_features: torch.Tensor,
-        context_times: torch.Tensor,
-        target_times: torch.Tensor,
+        context_frame_indices: torch.Tensor,
+        target_frame_indices: torch.Tensor,
         memory: torch.Tensor | None = None,
         memory_index: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
-        context_features `[B, T', P, D]` (frames 0..T-2), context_times / target_times `[B, T']` source-time
-        indices; memory `[B, L, C]` LLM states and memory_index / memory_mask `[B, T', W]` (index 0 = null slot).
+        context_features `[B, T', P, D]` (frames 0..T-2); context_frame_indices / target_frame_indices `[B, T']`
+        source-time indices; memory `[B, L, C]` the LLM hidden states the cross-attention reads (`memory` as in the
+        seed's `TransformerDecoder`) and memory_index / memory_mask `[B, T', W]` (index 0 = null slot).
         Returns predictions `[B, T', P, D]` of frames 1..T-1.
         """
         batch, frames, patches, _ = context_features.shape
         width = self.time_proj.out_features
         times = torch.cat(
-            [sinusoidal_embedding(context_times, width), sinusoidal_embedding(target_times - context_times, width)],
+            [
+                sinusoidal_embedding(context_frame_indices, width),
+                sinusoidal_embedding(target_frame_indices - context_frame_indices, width),
+            ],
             dim=-1,
         ).to(context_features.dtype)
         hidden_states = self.embed(context_features) + self.time_proj(times)[:, :, None]
@@ -391,7 +401,7 @@ class LlavaNextARReconstructionModule(nn.Module):
         )
         return features[:, 1:] if self.vision_feature_select_strategy == "default" else features
 
-    def teacher_is(self, vision_tower: nn.Module) -> bool:
+    def can_reuse_vision_forward(self, vision_tower: nn.Module) -> bool:
         """
         Whether `vision_tower` computes exactly the teacher's features, so the LLM's vision forward can be reused as
         the teacher's: it is the teacher (`teacher="shared"`), or it is frozen and has the teacher's weights (checked
@@ -411,17 +421,17 @@ class LlavaNextARReconstructionModule(nn.Module):
             return False  # trainable, or partitioned by ZeRO-3 (comparing would gather it every step): recompute
         teacher_parameters = list(self.teacher.parameters())
         key = tuple((id(p), p._version) for p in tower_parameters + teacher_parameters)
-        if getattr(self, "_teacher_is_key", None) != key:
-            self._teacher_is_key = key
-            self._teacher_is_tower = len(tower_parameters) == len(teacher_parameters) and all(
+        if getattr(self, "_reuse_key", None) != key:
+            self._reuse_key = key
+            self._reuse_vision_forward = len(tower_parameters) == len(teacher_parameters) and all(
                 a.shape == b.shape and torch.equal(a, b) for a, b in zip(tower_parameters, teacher_parameters)
             )
-        return self._teacher_is_tower
+        return self._reuse_vision_forward
 
     def memory_slots(
         self,
         hidden_states_frame_indices: torch.Tensor,
-        target_times: torch.Tensor,
+        target_frame_indices: torch.Tensor,
         attention_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
@@ -435,15 +445,17 @@ class LlavaNextARReconstructionModule(nn.Module):
         Returns memory_index `[B, T', 1+W]` into `[null] + hidden_states` and memory_mask `[B, T', 1+W]`.
         """
         receptive_field = hidden_states_frame_indices.cummax(dim=1).values.contiguous()  # [B, L]
-        num_allowed = torch.searchsorted(receptive_field, target_times.contiguous(), side="left")  # [B, T']
+        num_allowed = torch.searchsorted(receptive_field, target_frame_indices.contiguous(), side="left")  # [B, T']
         length = receptive_field.shape[1]
         if attention_mask is None:
             real_positions = torch.arange(length, device=num_allowed.device).expand_as(receptive_field)
             num_real_allowed = num_allowed
         else:
             padding = ~attention_mask.bool()
-            real_positions = torch.sort(padding.to(torch.uint8), dim=1, stable=True).indices  # real ones first, in order
-            real_before = torch.cat([torch.zeros_like(padding[:, :1], dtype=torch.long), (~padding).long().cumsum(1)], 1)
+            # real positions first, in order
+            real_positions = torch.sort(padding.to(torch.uint8), dim=1, stable=True).indices
+            real_before = (~padding).long().cumsum(1)
+            real_before = torch.cat([torch.zeros_like(real_before[:, :1]), real_before], 1)
             num_real_allowed = real_before.gather(1, num_allowed)
         window = length if self.memory_window is None else min(self.memory_window, length)
         rank = num_real_allowed[..., None] - window + torch.arange(window, device=num_allowed.device)  # [B, T', W]
@@ -480,7 +492,7 @@ class LlavaNextARReconstructionModule(nn.Module):
         features = self.encode_frames(video_frames, vision_tower) if teacher_features is None else teacher_features
         if self.normalize_targets:  # per patch, over the feature width, without parameters (V-JEPA's targets)
             features = nn.functional.layer_norm(features, features.shape[-1:])
-        context_times, target_times = video_frame_indices[:, :-1], video_frame_indices[:, 1:]
+        context_frame_indices, target_frame_indices = video_frame_indices[:, :-1], video_frame_indices[:, 1:]
 
         memory = memory_index = memory_mask = None
         if hidden_states is not None:
@@ -493,10 +505,12 @@ class LlavaNextARReconstructionModule(nn.Module):
                     hidden_states.shape[:2], torch.iinfo(torch.long).max, device=hidden_states.device
                 )
             memory = hidden_states
-            memory_index, memory_mask = self.memory_slots(hidden_states_frame_indices, target_times, attention_mask)
+            memory_index, memory_mask = self.memory_slots(
+                hidden_states_frame_indices, target_frame_indices, attention_mask
+            )
 
         predictions = self.predictor(
-            features[:, :-1], context_times, target_times, memory, memory_index, memory_mask
+            features[:, :-1], context_frame_indices, target_frame_indices, memory, memory_index, memory_mask
         )
         if self.predict_residual:  # the predictor outputs the change from the context frame
             predictions = predictions + features[:, :-1]
@@ -508,8 +522,8 @@ class LlavaNextARReconstructionModule(nn.Module):
             frame_losses=frame_losses,
             predictions=predictions,
             teacher_features=features,
-            context_frame_indices=context_times,
-            target_frame_indices=target_times,
+            context_frame_indices=context_frame_indices,
+            target_frame_indices=target_frame_indices,
         )
 
     def compute_autoregressive_loss(
@@ -675,20 +689,19 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         """`[B, L]`: which positions are video placeholders (from `input_ids`, else by the placeholder embedding)."""
         if input_ids is not None:
             return input_ids == self.config.video_token_id
-        placeholder = self.get_input_embeddings()(torch.tensor(self.config.video_token_id, device=inputs_embeds.device))
+        video_token_id = torch.tensor(self.config.video_token_id, device=inputs_embeds.device)
+        placeholder = self.get_input_embeddings()(video_token_id)
         return (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(dim=-1)
 
     def hidden_states_frame_indices(
-        self,
-        input_ids: torch.LongTensor | None,
-        inputs_embeds: torch.Tensor | None,
-        llm_frame_indices: torch.Tensor | None,
+        self, video_token_mask: torch.BoolTensor, llm_frame_indices: torch.Tensor | None
     ) -> torch.LongTensor:
         """
-        `[B, L]` source-time index of the frame each LLM position holds: `-1` for text; for video tokens whose frames
-        are not known (no `llm_frame_indices`), the largest index, so that nothing at or after them is ever read.
+        `[B, L]` source-time index of the frame each LLM position holds (`video_token_mask` from `video_token_mask()`):
+        `-1` for text; for video tokens whose frames are not known (no `llm_frame_indices`), the largest index, so
+        that nothing at or after them is ever read.
         """
-        is_video = self.video_token_mask(input_ids, inputs_embeds)
+        is_video = video_token_mask
         if llm_frame_indices is None:
             return torch.where(is_video, torch.iinfo(torch.long).max, -1)
         slot = (is_video.long().cumsum(dim=1) - 1).clamp(min=0) // self.config.video_tokens_per_frame
@@ -702,17 +715,19 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         video_frame_indices: torch.Tensor | None,
         llm_frame_indices: torch.Tensor | None,
         llm_num_frames: int | None,
-        input_ids: torch.LongTensor | None,
-        inputs_embeds: torch.Tensor | None,
+        video_token_mask: torch.BoolTensor,
+        from_inputs_embeds: bool,
         kwargs: dict,
     ) -> None:
         """Refuse, before any work, every input the objective cannot make causal. Shape checks read no data; the value
         checks are one device-side flag read once (`torch_compilable_check`, as the base model's own checks)."""
-        batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        batch_size = video_token_mask.shape[0]
         vision = self.config.vision_config
-        expected = f"[batch_size={batch_size}, num_frames>=2, {vision.num_channels}, {vision.image_size}, {vision.image_size}]"
+        size = vision.image_size
+        expected = f"[batch_size={batch_size}, num_frames>=2, {vision.num_channels}, {size}, {size}]"
         if not isinstance(video_frames, torch.Tensor) or video_frames.dim() != 5:
-            shape = tuple(video_frames.shape) if isinstance(video_frames, torch.Tensor) else type(video_frames).__name__
+            given = video_frames.shape if isinstance(video_frames, torch.Tensor) else type(video_frames).__name__
+            shape = tuple(given) if isinstance(video_frames, torch.Tensor) else given
             raise ValueError(f"`video_frames` must be a tensor of shape {expected}, got {shape}")
         b, t, c, h, w = video_frames.shape
         if b != batch_size or t < 2 or c != vision.num_channels or (h, w) != (vision.image_size, vision.image_size):
@@ -727,7 +742,7 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                 "The objective (`video_frames` with `labels` or in training) cannot continue from a filled cache: the "
                 "cached positions cannot be placed in time. Run the whole sequence without a cache"
             )
-        if input_ids is None and llm_num_frames is None:
+        if from_inputs_embeds and llm_num_frames is None:
             raise ValueError(
                 "The objective with `inputs_embeds` needs the LLM's video as `pixel_values_videos` (or "
                 "`mm_encoder_outputs`) and `<video>` placeholders in `inputs_embeds`: video features already merged "
@@ -746,7 +761,9 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                     "`mm_encoder_outputs['video']`)"
                 )
             if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.dim() != 2:
-                raise ValueError(f"`{name}` must be an integer tensor of shape [batch_size, num_frames], got {indices!r}")
+                raise ValueError(
+                    f"`{name}` must be an integer tensor of shape [batch_size, num_frames], got {indices!r}"
+                )
             if tuple(indices.shape) != (batch_size, frames):
                 raise ValueError(f"`{name}` must have shape {(batch_size, frames)}, got {tuple(indices.shape)}")
             problems[f"`{name}` must be >= 0 (source-time frame indices), got {{{name}}}"] = (indices < 0).any()
@@ -757,14 +774,16 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                 "{video_frame_indices}"
             ] = (video_frame_indices.diff(dim=1) <= 0).any()
         if llm_frame_indices is not None:
-            reference = video_frame_indices if video_frame_indices is not None else torch.arange(t, device=video_frames.device)
+            reference = video_frame_indices
+            if reference is None:
+                reference = torch.arange(t, device=video_frames.device)
             known = (llm_frame_indices[..., None] == reference.expand(batch_size, -1)[:, None, :]).any(dim=-1)
             problems[
                 "every `llm_frame_indices` value must be the source time of one of that row's `video_frames` (as the "
                 "processor returns them; list positions are not source times): got llm_frame_indices="
                 "{llm_frame_indices}, video_frame_indices={video_frame_indices}"
             ] = ~known.all()
-        video_tokens_per_row = self.video_token_mask(input_ids, inputs_embeds).sum(dim=1)
+        video_tokens_per_row = video_token_mask.sum(dim=1)
         if llm_num_frames is not None:
             tokens = llm_num_frames * self.config.video_tokens_per_frame
             problems[
@@ -780,7 +799,8 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
                 "video_tokens_per_row": video_tokens_per_row,
             }
             failed = [text for text, flag in zip(problems, flags.tolist()) if flag]
-            return "; ".join(text.format(**{k: None if v is None else v.tolist() for k, v in values.items()}) for text in failed)
+            values = {key: None if value is None else value.tolist() for key, value in values.items()}
+            return "; ".join(text.format(**values) for text in failed)
 
         torch_compilable_check(~flags.any(), message)
 
@@ -807,7 +827,7 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             and kwargs.get("vision_feature_layer") in (None, self.config.vision_feature_layer)
             and kwargs.get("vision_feature_select_strategy") in (None, self.config.vision_feature_select_strategy)
             and _BASE_FORWARD_TAKES_VIDEO_FEATURES
-            and module.teacher_is(self.model.vision_tower)
+            and module.can_reuse_vision_forward(self.model.vision_tower)
         ):
             return None
         video_outputs = self.model.get_video_features(pixel_values_videos, return_dict=True)
@@ -864,7 +884,8 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             **kwargs,
         )
         module = getattr(self, "autoregressive_module", None)
-        if module is None or video_frames is None or not (self.training or labels is not None or output_autoregressive):
+        runs_objective = video_frames is not None and (self.training or labels is not None or output_autoregressive)
+        if module is None or not runs_objective:
             outputs = super().forward(**inputs, return_dict=True)
             return LlavaNextARCausalLMOutputWithPast(**outputs, main_loss=outputs.loss)
 
@@ -872,7 +893,8 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
         if pixel_values_videos is not None:
             llm_num_frames = pixel_values_videos.shape[1]
         elif (kwargs.get("mm_encoder_outputs") or {}).get("video") is not None:
-            llm_num_frames = kwargs["mm_encoder_outputs"]["video"].pooler_output.shape[1] // self.config.video_tokens_per_frame
+            video_tokens = kwargs["mm_encoder_outputs"]["video"].pooler_output.shape[1]
+            llm_num_frames = video_tokens // self.config.video_tokens_per_frame
         same_frames = llm_frame_indices is None  # the documented default: the LLM sees `video_frames`
         if same_frames and llm_num_frames is not None and llm_num_frames != video_frames.shape[1]:
             raise ValueError(
@@ -888,16 +910,17 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             given_video_frame_indices = video_frame_indices
         if same_frames and llm_num_frames is not None:
             llm_frame_indices = video_frame_indices
+        video_token_mask = self.video_token_mask(input_ids, inputs_embeds)
         self._check_autoregressive_inputs(
             video_frames,
             given_video_frame_indices,
             None if same_frames else llm_frame_indices,
             llm_num_frames,
-            input_ids,
-            inputs_embeds,
+            video_token_mask,
+            input_ids is None,
             kwargs,
         )
-        frame_indices = self.hidden_states_frame_indices(input_ids, inputs_embeds, llm_frame_indices)
+        frame_indices = self.hidden_states_frame_indices(video_token_mask, llm_frame_indices)
         teacher_features = self._teacher_features_from_the_llm_vision_forward(
             pixel_values_videos, video_frames, same_frames, inputs
         )

@@ -38,7 +38,7 @@ def test_training_step_reads_nothing_back_from_the_device(case, monkeypatch):
         model.model.vision_tower.requires_grad_(False)
         # The tower-equals-teacher comparison runs once per change of the weights (here: now), not per step.
         with mock.patch("torch.equal", lambda a, b: True):
-            assert model.autoregressive_module.teacher_is(model.model.vision_tower)
+            assert model.autoregressive_module.can_reuse_vision_forward(model.model.vision_tower)
     if case == "fast_slow_indices":
         batch["video_frame_indices"] = torch.tensor([[0, 3, 5, 9], [1, 2, 6, 7]])
         batch["llm_frame_indices"] = torch.tensor([[0, 5, 3, 9], [1, 6, 2, 7]])
@@ -60,7 +60,7 @@ def test_module_reads_nothing_back_with_a_padding_mask():
     module = model.autoregressive_module
     batch = video_batch(dtype=torch.float32)
     hidden_states = torch.randn(2, batch["input_ids"].shape[1], 32, device="meta", requires_grad=True)
-    frame_indices = model.hidden_states_frame_indices(batch["input_ids"].to("meta"), hidden_states, None)
+    frame_indices = model.hidden_states_frame_indices(batch["input_ids"].to("meta") == model.config.video_token_id, None)
     attention_mask = torch.ones(2, hidden_states.shape[1], dtype=torch.long, device="meta")
     output = module(
         batch["video_frames"].to("meta"),

@@ -325,7 +325,7 @@ def test_frozen_tower_forward_is_reused_as_the_teacher_exactly():
         calls = []
         model.autoregressive_module.teacher.register_forward_hook(lambda *args: calls.append(1))
         if not reuse:
-            model.autoregressive_module.teacher_is = lambda tower: False
+            model.autoregressive_module.can_reuse_vision_forward = lambda tower: False
         output = model(**batch)
         output.loss.backward()
         results[reuse] = (output, grads(model), len(calls))
@@ -417,7 +417,7 @@ def test_every_advertised_attention_implementation_gives_the_eager_predictions(i
     with torch.no_grad():
         teacher_features = module.encode_frames(batch["video_frames"])
         hidden_states = model(**batch, output_hidden_states=True).hidden_states[-1]
-    frame_indices = model.hidden_states_frame_indices(batch["input_ids"], None, None)
+    frame_indices = model.hidden_states_frame_indices(model.video_token_mask(batch["input_ids"], None), None)
 
     def predictions(attn_implementation):
         model.config._attn_implementation = attn_implementation

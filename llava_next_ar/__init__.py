@@ -13,7 +13,7 @@
 # limitations under the License.
 """LLaVA-NeXT-AR: LLaVA-NeXT-Video with an auxiliary next-frame feature prediction objective."""
 
-from transformers import AutoConfig, AutoModelForImageTextToText
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, AutoVideoProcessor
 
 from .configuration_llava_next_ar import AUTOREGRESSIVE_CONFIG_DEFAULTS, LlavaNextARConfig, validate_autoregressive_config
 from .modeling_llava_next_ar import (
@@ -24,6 +24,7 @@ from .modeling_llava_next_ar import (
     create_autoregressive_reconstruction_module,
 )
 from .processing_llava_next_ar import LlavaNextARProcessor
+from .video_processing_llava_next_ar import LlavaNextARVideoProcessor, SampledVideo
 from .video_frame_utils import (
     FrameLevelMaskGenerator,
     VideoFrameSampler,
@@ -32,9 +33,11 @@ from .video_frame_utils import (
 )
 
 
-# With the package installed, the auto classes know the model type without remote code (no "model of type
-# `llava_next_ar` to instantiate a model of type ``" warning when a processor reads a checkpoint's config).
+# With the package installed, the auto classes know the model type and its processors without remote code (no "model
+# of type `llava_next_ar` to instantiate a model of type ``" warning when a processor reads a checkpoint's config).
 AutoConfig.register(LlavaNextARConfig.model_type, LlavaNextARConfig, exist_ok=True)
 AutoModelForImageTextToText.register(LlavaNextARConfig, LlavaNextARForConditionalGeneration, exist_ok=True)
+AutoVideoProcessor.register(LlavaNextARConfig, LlavaNextARVideoProcessor, exist_ok=True)
+AutoProcessor.register(LlavaNextARConfig, LlavaNextARProcessor, exist_ok=True)
 
 __version__ = "0.1.0"

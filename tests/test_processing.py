@@ -2,17 +2,19 @@
 
 import ast
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoProcessor, LlavaNextVideoProcessor
+from transformers import AutoProcessor, AutoVideoProcessor, LlavaNextVideoProcessor, LlavaNextVideoVideoProcessor
 from transformers.video_utils import load_video
 
 from helpers import IMAGE_SIZE, IMAGE_TOKEN, VIDEO_TOKEN, tiny_config, tiny_model
 from llava_next_ar import LlavaNextARForConditionalGeneration, VideoFrameSampler
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
+from llava_next_ar.video_processing_llava_next_ar import SETTING_KEYS, VIDEO_OUTPUTS, LlavaNextARVideoProcessor
 from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames
 from tiny_tokenizer import CHAT_TEMPLATE, tiny_tokenizer
 
@@ -29,10 +31,18 @@ def make_processor(config=None, **settings) -> LlavaNextARProcessor:
     return LlavaNextARProcessor.from_model_config(config or tiny_config(), tiny_tokenizer(), **settings)
 
 
+def base_video_processor(processor: LlavaNextARProcessor) -> LlavaNextVideoVideoProcessor:
+    """The stock video processor with the same image settings as `processor`'s (no sampling)."""
+    settings = processor.video_processor.to_dict()
+    return LlavaNextVideoVideoProcessor(
+        **{key: value for key, value in settings.items() if key not in SETTING_KEYS and key != "video_processor_type"}
+    )
+
+
 def base_processor(processor: LlavaNextARProcessor) -> LlavaNextVideoProcessor:
     """The stock processor with the same parts (its `// 4` is right for the tiny model's pool stride 2)."""
     return LlavaNextVideoProcessor(
-        video_processor=processor.video_processor,
+        video_processor=base_video_processor(processor),
         image_processor=processor.image_processor,
         tokenizer=processor.tokenizer,
         chat_template=processor.chat_template,
@@ -49,7 +59,7 @@ def random_clip(num_frames: int, height: int = 40, width: int = 52, seed: int = 
 
 def preprocess(processor: LlavaNextARProcessor, clip: torch.Tensor) -> torch.Tensor:
     """Every frame of `clip` through the video processor alone: `[T, 3, 32, 32]`."""
-    return processor.video_processor(clip, return_tensors="pt")["pixel_values_videos"][0]
+    return base_video_processor(processor)(clip, return_tensors="pt")["pixel_values_videos"][0]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -295,17 +305,31 @@ def test_settings_round_trip_through_save_pretrained(tmp_path, settings):
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[key], theirs[key]) for key in ours)
 
 
-def test_auto_processor_loads_the_saved_processor_as_remote_code(tmp_path):
+def test_saved_processor_carries_its_code_and_loads_through_the_auto_classes(tmp_path):
+    """The remote-code files travel with `save_pretrained` (a fresh process without the package loads them:
+    tests/test_hub.py); with the package imported, the auto classes map the model type to the installed classes."""
     processor = make_processor(use_fast_slow_frames=True, spatial_pool_stride=2)
     processor.save_pretrained(tmp_path)
-    assert {"processing_llava_next_ar.py", "video_frame_utils.py", "configuration_llava_next_ar.py"} <= {
-        path.name for path in tmp_path.iterdir()
-    }
+    assert {
+        "processing_llava_next_ar.py",
+        "video_processing_llava_next_ar.py",
+        "video_decoding_llava_next_ar.py",
+        "video_frame_utils.py",
+        "configuration_llava_next_ar.py",
+    } <= {path.name for path in tmp_path.iterdir()}
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["auto_map"]["AutoProcessor"] == "processing_llava_next_ar.LlavaNextARProcessor"
+    video = saved["video_processor"]
+    assert video["auto_map"]["AutoVideoProcessor"] == "video_processing_llava_next_ar.LlavaNextARVideoProcessor"
+    assert video["use_fast_slow_frames"] is True and "use_fast_slow_frames" not in saved  # one place: the video processor
     loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
-    assert type(loaded).__name__ == "LlavaNextARProcessor" and type(loaded) is not LlavaNextARProcessor
-    assert loaded.sampler_settings == processor.sampler_settings
+    video_processor = AutoVideoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(loaded) is LlavaNextARProcessor and type(video_processor) is LlavaNextARVideoProcessor
+    assert loaded.sampler_settings == video_processor.sampler_settings == processor.sampler_settings
     batch = loaded(text=PROMPT, videos=random_clip(16))
     assert batch["llm_frame_indices"].shape == (1, 16) and batch["video_frames"].shape == (1, 12, 3, 32, 32)
+    alone = video_processor(random_clip(16), return_tensors="pt")
+    assert all(torch.equal(alone[key], batch[key]) for key in ("pixel_values_videos", *VIDEO_OUTPUTS))
 
 
 def test_settings_from_config_agree_with_the_model_config_saved_alongside(tmp_path):

@@ -613,6 +613,11 @@ class LlavaNextARForConditionalGeneration(LlavaNextVideoForConditionalGeneration
             self._teacher_copy_pending = any(hasattr(p, "ds_id") for p in self.model.vision_tower.parameters())
             if not self._teacher_copy_pending:
                 self.copy_vision_tower_to_teacher()
+        # `post_init` collects the children's `_no_split_modules`, which can name classes this model does not contain
+        # (CLIP's vision model declares `CLIPTextEmbeddings`); FSDP's transformer-based auto wrap stops on an absent
+        # class, so keep only the present ones.
+        present = {type(module).__name__ for module in self.modules()}
+        self._no_split_modules = {name for name in self._no_split_modules if name in present}
 
     @torch.no_grad()
     def _init_weights(self, module):

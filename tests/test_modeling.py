@@ -1,5 +1,6 @@
 """The model behaves like any transformers model, and the objective does what DESIGN.md says."""
 
+import copy
 import inspect
 import logging
 
@@ -16,13 +17,9 @@ from llava_next_ar import (
 
 
 def base_twin(model):
-    """A plain LlavaNextVideoForConditionalGeneration with the same weights (teacher/predictor dropped)."""
-    config = LlavaNextVideoConfig(**{k: v for k, v in model.config.to_dict().items() if k != "autoregressive_config"})
-    config._attn_implementation = model.config._attn_implementation
-    base = LlavaNextVideoForConditionalGeneration(config).to(torch.float64).eval()
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("autoregressive_module.")}
-    base.load_state_dict(state)
-    return base
+    """The stock LlavaNextVideoForConditionalGeneration of the model (`export_base_model`: teacher and predictor
+    dropped) with its own copy of the weights, so that its gradients are its own."""
+    return copy.deepcopy(model.export_base_model())
 
 
 def grads(model):
@@ -626,3 +623,16 @@ def test_the_predictor_applies_exactly_the_frame_level_mask_generator_mask(num_h
             moved = predictor(changed.view_as(features), times, times + 1).flatten(1, 2)[0]
             influence[:, j] = (moved != reference).any(dim=-1)
     assert torch.equal(influence, predictor.dense_attention_mask(frames, module_patches))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_no_split_modules_name_only_present_classes(enabled):
+    """FSDP's transformer-based auto wrap (accelerate's default `fsdp_transformer_layer_cls_to_wrap`) raises on a
+    class the model does not contain; the children declare some (CLIP's vision model: `CLIPTextEmbeddings`)."""
+    from accelerate.utils.dataclasses import get_module_class_from_name
+
+    model = tiny_model(enabled=enabled)
+    present = {type(module).__name__ for module in model.modules()}
+    assert model._no_split_modules and set(model._no_split_modules) <= present
+    assert ("LlavaNextARPredictorLayer" in model._no_split_modules) == enabled
+    assert all(get_module_class_from_name(model, name) is not None for name in model._no_split_modules)

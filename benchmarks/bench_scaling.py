@@ -1,7 +1,7 @@
 """Scaling of the auxiliary module alone (teacher + predictor + loss, forward + backward) in T and P.
 
-`model.autoregressive_module` of a `LlavaNextARForConditionalGeneration` (CPU default widths, see `_common.py`) is run
-on `video_frames [1, T, 3, H, W]` and random LLM hidden states `[1, L, C]` (requires grad, as in training) for
+`model.autoregressive_module` of a `LlavaNextARForConditionalGeneration` (CPU default widths, see `model_specs.py`)
+is run on `video_frames [1, T, 3, H, W]` and random LLM hidden states `[1, L, C]` (requires grad, as in training) for
 T in {4, 8, 16, 32} and P in {49, 196, 729} (patch grids 7, 14, 27). In the same run, interleaved, the *naive dense*
 path: the same teacher, then a standard `nn.TransformerDecoder` (same width, heads, layers, MLP ratio; pre-norm)
 over the full `T'*P` token sequence with the materialised `[T'*P, T'*P]` frame-causal mask of
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads OpenMP: idle workers sleep instead of spinning (see _common.py, 'Timing on a shared machine').
+# Before torch loads OpenMP: idle workers sleep instead of spinning (see measurement.py, 'Timing on a shared machine').
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -33,7 +33,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common  # noqa: E402
+import measurement  # noqa: E402
+import model_specs  # noqa: E402
+import report  # noqa: E402
 
 
 class NaiveDenseModule(nn.Module):
@@ -96,12 +99,12 @@ class NaiveDenseModule(nn.Module):
 
 def make_inputs(model, spec, frames: int, seed: int = 0):
     """video_frames [1, T, 3, H, W]; LLM hidden states [1, L, C] (requires grad) and their frame indices."""
-    batch = C.make_batch(model.config, spec, frames, seed=seed)
+    batch = model_specs.make_batch(model.config, spec, frames, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
     length = batch["input_ids"].shape[1]
     hidden = torch.randn(1, length, model.config.text_config.hidden_size, generator=generator).requires_grad_(True)
     frame_indices = model.hidden_states_frame_indices(
-        batch["input_ids"], hidden, torch.arange(frames)[None]
+        model.video_token_mask(batch["input_ids"], None), torch.arange(frames)[None]
     )
     return batch["pixel_values_videos"], hidden, frame_indices, batch["attention_mask"], None
 
@@ -110,8 +113,8 @@ def module_step(module, inputs):
     frames, hidden, frame_indices, attention_mask, features = inputs
     module.zero_grad(set_to_none=True)
     hidden.grad = None
-    out = module(frames, hidden_states=hidden, hidden_states_frame_indices=frame_indices, attention_mask=attention_mask,
-                 teacher_features=features)
+    out = module(frames, hidden_states=hidden, hidden_states_frame_indices=frame_indices,
+                 attention_mask=attention_mask, teacher_features=features)
     out.loss.backward()
 
 
@@ -155,9 +158,9 @@ def main(argv=None):
     parser.add_argument("--naive-width", choices=("predictor", "llm"), default="predictor",
                         help="naive decoder width: the module's predictor width (isolates the attention structure; "
                              "the targets) or the LLM width (the seed's design, as a public implementation runs it)")
-    C.add_common_arguments(parser)
+    _common.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    spec = C.start(args)
+    spec = _common.start(args)
     if args.quick:
         args.frames = args.frames or [4, 8]
         args.grids = args.grids or [7, 14]
@@ -169,16 +172,16 @@ def main(argv=None):
     import llava_next_ar
     from llava_next_ar import LlavaNextARForConditionalGeneration
 
-    info = C.machine()
+    info = measurement.machine()
     info["load_average_start"] = os.getloadavg()
     print(f"# bench_scaling ({info['cpu']}, {info['nproc']} cores, torch {info['torch']}, threads {args.threads}; "
           f"llava_next_ar from {Path(llava_next_ar.__file__).parent})")
-    print(f"# peak-memory calibration: a 256 MiB tensor reads as {C.calibrate_peak_memory(256):.1f} MiB")
+    print(f"# peak-memory calibration: a 256 MiB tensor reads as {measurement.calibrate_peak_memory(256):.1f} MiB")
     started = time.perf_counter()
     rows = []
     for grid in args.grids:
         torch.manual_seed(0)
-        model = LlavaNextARForConditionalGeneration(C.build_config(spec, grid)).train()
+        model = LlavaNextARForConditionalGeneration(model_specs.build_config(spec, grid)).train()
         module = model.autoregressive_module
         ar = model.config.autoregressive_config
         torch.manual_seed(0)
@@ -224,7 +227,7 @@ def main(argv=None):
             for _ in range(repeats):
                 for name, fn in paths:
                     before = len(teacher_calls)
-                    samples[name].append(C.timed(fn))
+                    samples[name].append(measurement.timed(fn))
                     teacher_runs[name] += len(teacher_calls) - before
             row = {"T": frames, "P": grid * grid, "TP": frames * grid * grid, "N": n_tokens, "repeats": repeats}
             for name, runs in teacher_runs.items():
@@ -233,9 +236,9 @@ def main(argv=None):
             for name, xs in samples.items():
                 # time: best of the repeats (interference from other processes only ever adds time);
                 # memory: median
-                seconds, peak = min(s for s, _ in xs), C.median([m for _, m in xs])
+                seconds, peak = min(s for s, _ in xs), measurement.median([m for _, m in xs])
                 row[f"{name}_seconds"], row[f"{name}_peak_mib"] = seconds, peak
-                row[f"{name}_median_seconds"] = C.median([s for s, _ in xs])
+                row[f"{name}_median_seconds"] = measurement.median([s for s, _ in xs])
                 last[name] = (n_tokens, seconds, peak)
             for name, why in skipped.items():
                 row[f"{name}_skipped"] = why
@@ -282,11 +285,12 @@ def main(argv=None):
         f"peak-memory exponent <= 1.15 (P {p_lo}->{p_hi}, T={t_ref})": (
             exponents[f"module_peak_mib_T{t_ref}_P{p_lo}_to_{p_hi}"], 1.15, "<="),
         f"speed-up vs naive >= 3x (T={t_ref}, P={p_hi})": (ref.get("speedup", float("nan")), 3.0, ">="),
-        f"peak-memory saving vs naive >= 5x (T={t_ref}, P={p_hi})": (ref.get("memory_saving", float("nan")), 5.0, ">="),
+        f"peak-memory saving vs naive >= 5x (T={t_ref}, P={p_hi})": (
+            ref.get("memory_saving", float("nan")), 5.0, ">="),
     }
 
     print()
-    print(C.table(rows, [
+    print(report.table(rows, [
         ("T", "T", "d"), ("P", "P", "d"), ("TP", "T*P", "d"), ("repeats", "n", "d"),
         ("module_seconds", "module s (best)", ".2f"), ("module_peak_mib", "module peak MiB", ".0f"),
         ("naive_seconds", "naive s (best)", ".2f"), ("naive_peak_mib", "naive peak MiB", ".0f"),
@@ -319,8 +323,8 @@ def main(argv=None):
         "exponents": exponents,
         "targets": verdicts,
     }
-    path = C.write_json(stem + ".json", payload)
-    plot(rows, C.RESULTS / (stem + ".png"))
+    path = report.write_json(stem + ".json", payload)
+    plot(rows, report.RESULTS / (stem + ".png"))
     print(f"\nwrote {path} and {stem}.png ({payload['wall_seconds']:.0f} s)")
 
 

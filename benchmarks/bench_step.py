@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads OpenMP: idle workers sleep instead of spinning (see _common.py, 'Timing on a shared machine').
+# Before torch loads OpenMP: idle workers sleep instead of spinning (see measurement.py, 'Timing on a shared machine').
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -34,7 +34,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common  # noqa: E402
+import measurement  # noqa: E402
+import model_specs  # noqa: E402
+import report  # noqa: E402
 
 
 QUICK_SPEC = {
@@ -86,15 +89,15 @@ def measure(variants: list[tuple[str, callable]], warmup: int, repeats: int, dev
     samples = {name: [] for name, _ in variants}
     for round_index in range(warmup + repeats):
         for name, fn in variants:
-            seconds, peak, cpu = C.timed(fn, device, with_cpu=True)
+            seconds, peak, cpu = measurement.timed(fn, device, with_cpu=True)
             if round_index >= warmup:
                 samples[name].append((seconds, cpu, peak))
     return {
         name: {
-            "seconds": C.median([s for s, _, _ in xs]),
+            "seconds": measurement.median([s for s, _, _ in xs]),
             "min_seconds": min(s for s, _, _ in xs),
-            "cpu_seconds": C.median([c for _, c, _ in xs]),
-            "peak_mib": C.median([m for _, _, m in xs]),
+            "cpu_seconds": measurement.median([c for _, c, _ in xs]),
+            "peak_mib": measurement.median([m for _, _, m in xs]),
             "samples": xs,
         }
         for name, xs in samples.items()
@@ -102,11 +105,11 @@ def measure(variants: list[tuple[str, callable]], warmup: int, repeats: int, dev
 
 
 def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse=False) -> dict:
-    base, ar = C.build_pair(spec, grid, overrides, device=args.device, share_weights=args.share_weights)
+    base, ar = model_specs.build_pair(spec, grid, overrides, device=args.device, share_weights=args.share_weights)
     if freeze:
-        C.freeze_vision_tower(base)
-        C.freeze_vision_tower(ar)
-    batch = C.make_batch(ar.config, spec, frames, device=args.device)
+        model_specs.freeze_vision_tower(base)
+        model_specs.freeze_vision_tower(ar)
+    batch = model_specs.make_batch(ar.config, spec, frames, device=args.device)
     # In the frozen case "ar" is the teacher recomputing (llm_frame_indices given) and "ar_reuse" the model's
     # default for these inputs (the frozen tower's forward doubles as the teacher's).
     variants = [
@@ -123,11 +126,11 @@ def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse
         "T": frames,
         "P": grid * grid,
         "seq_len": batch["input_ids"].shape[1],
-        "video_tokens": frames * C.tokens_per_frame(ar.config),
-        "params_base_mib": C.param_mib(base),
-        "params_ar_mib": C.param_mib(ar),
-        "trainable_base_mib": C.param_mib(base, trainable_only=True),
-        "trainable_ar_mib": C.param_mib(ar, trainable_only=True),
+        "video_tokens": frames * ar.config.video_tokens_per_frame,
+        "params_base_mib": model_specs.param_mib(base),
+        "params_ar_mib": model_specs.param_mib(ar),
+        "trainable_base_mib": model_specs.param_mib(base, trainable_only=True),
+        "trainable_ar_mib": model_specs.param_mib(ar, trainable_only=True),
         "raw": result,
     }
     for key in ("seconds", "min_seconds", "cpu_seconds", "peak_mib"):
@@ -156,8 +159,9 @@ def print_rows(rows):
                 "ratio_min_seconds": row["ratio_reuse_min_seconds"],
                 "ratio_peak_mib": row["ratio_reuse_peak_mib"],
             })
-    print(C.table(flat, [
-        ("case", "case", ""), ("variant", "variant", ""), ("T", "T", "d"), ("P", "P", "d"), ("seq_len", "LLM len", "d"),
+    print(report.table(flat, [
+        ("case", "case", ""), ("variant", "variant", ""), ("T", "T", "d"), ("P", "P", "d"),
+        ("seq_len", "LLM len", "d"),
         ("base_seconds", "base s", ".2f"), ("ar_seconds", "AR s", ".2f"), ("ratio_seconds", "time AR/base", ".2f"),
         ("ratio_min_seconds", "min-time AR/base", ".2f"), ("ratio_cpu_seconds", "CPU-time AR/base", ".2f"),
         ("base_peak_mib", "base peak MiB", ".0f"), ("ar_peak_mib", "AR peak MiB", ".0f"),
@@ -210,9 +214,9 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--share-weights", action="store_true",
                         help="base model reuses the AR model's modules instead of a copy (big models on one GPU)")
-    C.add_common_arguments(parser)
+    _common.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    spec = C.start(args)
+    spec = _common.start(args)
     if args.quick:
         for key, value in QUICK_SPEC.items():
             spec[key].update(value) if isinstance(value, dict) else spec.__setitem__(key, value)
@@ -226,9 +230,9 @@ def main(argv=None):
 
     import llava_next_ar
 
-    info = C.machine()
+    info = measurement.machine()
     info["load_average_start"] = os.getloadavg()
-    calibration = C.calibrate_peak_memory(256) if torch.device(args.device).type == "cpu" else None
+    calibration = measurement.calibrate_peak_memory(256) if torch.device(args.device).type == "cpu" else None
     print(f"# bench_step  ({info['cpu']}, {info['nproc']} cores, torch {info['torch']}, threads {args.threads}; "
           f"llava_next_ar from {Path(llava_next_ar.__file__).parent})")
     if calibration is not None:
@@ -266,8 +270,8 @@ def main(argv=None):
         "wall_seconds": time.perf_counter() - started,
         "rows": rows,
     }
-    path = C.write_json(stem + ".json", payload)
-    plot(rows, C.RESULTS / (stem + ".png"))
+    path = report.write_json(stem + ".json", payload)
+    plot(rows, report.RESULTS / (stem + ".png"))
     print(f"\nwrote {path} and {stem}.png ({payload['wall_seconds']:.0f} s)")
 
 

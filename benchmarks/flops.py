@@ -26,14 +26,14 @@ measured and trusted where it cannot.
 from __future__ import annotations
 
 import argparse
-import copy
+import functools
 import json
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import report  # noqa: E402
 
 
 @dataclass
@@ -71,11 +71,21 @@ class Shape:
 
     @property
     def tokens_per_frame(self) -> int:
-        return (self.grid // self.pool_stride) ** 2
+        return video_tokens_per_frame(self.patch, self.grid, self.pool_stride)
 
     @property
     def seq_len(self) -> int:
         return self.text_tokens + self.frames * self.tokens_per_frame
+
+
+@functools.lru_cache
+def video_tokens_per_frame(patch: int, grid: int, pool_stride: int) -> int:
+    """LLM tokens per frame of a `grid x grid` patch grid, by the model's own rule (its config's
+    `video_tokens_per_frame`: the LLaVA-NeXT-Video pooler's output size)."""
+    from llava_next_ar import LlavaNextARConfig
+
+    vision_config = {"model_type": "siglip_vision_model", "image_size": grid * patch, "patch_size": patch}
+    return LlavaNextARConfig(vision_config=vision_config, spatial_pool_stride=pool_stride).video_tokens_per_frame
 
 
 def vision_forward(s: Shape, layers: int | None = None) -> float:
@@ -187,7 +197,8 @@ def tflop(x: float) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bench", default=str(C.RESULTS / "bench_step.json"), help="bench_step JSON to compare with")
+    parser.add_argument("--bench", default=str(report.RESULTS / "bench_step.json"),
+                        help="bench_step JSON to compare with")
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--out", default="flops")
     args = parser.parse_args(argv)
@@ -211,7 +222,7 @@ def main(argv=None):
         ("ratio", "AR/base", ".2f"),
     ]
     print("## LLaVA-NeXT-Video-7B + SigLIP-so400m (P=729 -> 169 LLM tokens/frame, 128 text tokens), batch 1\n")
-    print(C.table(real_rows, cols))
+    print(report.table(real_rows, cols))
 
     # Variants, real shapes
     proposals = []
@@ -228,11 +239,12 @@ def main(argv=None):
         ]
         for name, shape, mode, trunc in variants:
             r = step(shape, mode, truncate_teacher=trunc)
-            proposals.append({"T": frames, "variant": name, "aux": tflop(r["aux_total"]), "base": tflop(r["base_total"]),
+            proposals.append({"T": frames, "variant": name, "aux": tflop(r["aux_total"]),
+                              "base": tflop(r["base_total"]),
                               "ratio": r["ratio"], "predictor_params_m": predictor_params(shape) / 1e6,
                               "predictor_params_rel": predictor_params(shape) / llm_params(shape)})
     print("\n## Variants at the real shapes (analytic)\n")
-    print(C.table(proposals, [("T", "T", "d"), ("variant", "variant", ""), ("base", "base TFLOP", ".1f"),
+    print(report.table(proposals, [("T", "T", "d"), ("variant", "variant", ""), ("base", "base TFLOP", ".1f"),
                               ("aux", "aux TFLOP", ".1f"), ("ratio", "AR/base", ".2f"),
                               ("predictor_params_m", "predictor params (M)", ".0f"),
                               ("predictor_params_rel", "predictor / LLM params", ".3f")]))
@@ -257,7 +269,7 @@ def main(argv=None):
         print(f"\n## Reduced-width CPU config of {bench_path.name} (vision {spec['vision_config']['hidden_size']}x"
               f"{spec['vision_config']['num_hidden_layers']}, LLM {spec['text_config']['hidden_size']}x"
               f"{spec['text_config']['num_hidden_layers']}): analytic FLOP ratio vs measured time ratio\n")
-        print(C.table(bench_rows, [("case", "case", ""), ("T", "T", "d"), ("P", "P", "d"),
+        print(report.table(bench_rows, [("case", "case", ""), ("T", "T", "d"), ("P", "P", "d"),
                                    ("analytic", "AR/base FLOPs", ".2f"), ("measured", "AR/base wall time", ".2f"),
                                    ("measured_cpu", "AR/base CPU time", ".2f")]))
     else:
@@ -265,8 +277,8 @@ def main(argv=None):
 
     payload = {"benchmark": "flops", "assumptions": __doc__, "real_shape": asdict(Shape()), "real": real_rows,
                "proposals": proposals, "bench_config": bench_rows}
-    path = C.write_json(args.out + ".json", payload)
-    plot(args.frames, C.RESULTS / (args.out + ".png"))
+    path = report.write_json(args.out + ".json", payload)
+    plot(args.frames, report.RESULTS / (args.out + ".png"))
     print(f"\nwrote {path} and {args.out}.png")
 
 

@@ -108,7 +108,8 @@ def index_video(path: str | os.PathLike, timeout: float | None = None) -> VideoI
     With `timeout` (seconds) the file is read in the decoder process, which is stopped when the time is up.
 
     Raises `VideoDecodeError` naming the path: missing (`MissingVideoError`) or unreadable file, no video stream or no
-    frames, or more than `timeout` seconds spent."""
+    frames, fewer packets than the container's header lists (a truncated file; a header count that is missing or
+    lower is fine: the frames are counted), or more than `timeout` seconds spent."""
     path = os.fspath(path)
     if timeout is None:
         return _index_in_process(path)
@@ -181,9 +182,12 @@ def _index_in_process(path: str) -> VideoIndex:
             if not container.streams.video:
                 raise VideoDecodeError(f"video {path} has no video stream")
             stream = container.streams.video[0]
-            pts, keys, count = [], [], 0
+            pts, keys, count, present = [], [], 0, 0
             for packet in container.demux(stream):
-                if not packet.size or packet.is_discard:
+                if not packet.size:
+                    continue
+                present += 1
+                if packet.is_discard:
                     continue
                 count += 1
                 if pts is not None:
@@ -211,6 +215,11 @@ def _index_in_process(path: str) -> VideoIndex:
         raise VideoDecodeError(f"cannot read video {path}: {type(error).__name__}: {error}") from error
     if index.num_frames == 0:
         raise VideoDecodeError(f"cannot read video {path}: no video frames")
+    if index.header_frames > present:  # an MP4's sample table lists every frame: the data of some is gone
+        raise VideoDecodeError(
+            f"cannot read video {path}: truncated or damaged, its header lists {index.header_frames} frames but only "
+            f"{present} are present"
+        )
     if index.pts is not None and len(set(index.pts)) != len(index.pts):
         index.pts = None  # repeated timestamps: find frames by counting instead
     if index.pts is not None and not index.keyframe_pts:

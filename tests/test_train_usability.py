@@ -1,6 +1,7 @@
 """`scripts/train.py` as a new user meets it (issue 12): own clips of different lengths, manifests checked before
 training, config files parsed exactly, LoRA runs that save what they promise, output folders, the frame-mask plot."""
 
+import dataclasses
 import json
 import logging
 import sys
@@ -16,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import train  # noqa: E402
-from video_data import VideoDecodeError, count_frames, decode_clip, read_manifest  # noqa: E402
+from video_data import read_manifest  # noqa: E402
+
+from llava_next_ar.video_decoding_llava_next_ar import VideoDecodeError, index_video, read_frames  # noqa: E402
 
 
 def make_clip(path: Path, num_frames: int, size: int = 32, faststart: bool = False, noise: bool = False) -> Path:
@@ -83,10 +86,11 @@ def test_the_retired_decode_size_flag_says_it_is_ignored(tmp_path, caplog):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Items 1 and 9: a manifest is checked before training; bad rows are named at once, not when their batch loads
+# Items 1 and 9: no file is opened before training (issue 13: indexing 178K clips up front took hours); each bad row
+# is named with its reason when it loads, counted at the end, or stops the run when asked
 
 
-def bad_manifest(tmp_path: Path) -> tuple[Path, list[str]]:
+def bad_manifest(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     make_clip(tmp_path / "good.mp4", 16)
     make_clip(tmp_path / "other.mp4", 16)
     make_clip(tmp_path / "whole.mp4", 32, faststart=True)
@@ -98,49 +102,62 @@ def bad_manifest(tmp_path: Path) -> tuple[Path, list[str]]:
         {"video": "missing.mp4", "caption": "no such file"},
         {"video": "truncated.mp4", "caption": "half a file"},
         {"video": "good.mp4", "caption": "window past the end", "start_frame": 14},
+        {"video": "good.mp4", "caption": "a window of one frame", "num_frames": 1},
     ]
-    return write_jsonl(tmp_path / "data.jsonl", rows), ["missing.mp4", "truncated.mp4", "row 4"]
+    reasons = {"missing.mp4": "missing file", "truncated.mp4": "undecodable", "row 4": "too short",
+               "row 5": "too short"}
+    return write_jsonl(tmp_path / "data.jsonl", rows), reasons
 
 
-def test_a_bad_manifest_stops_before_training_naming_every_problem(tmp_path):
-    manifest, problems = bad_manifest(tmp_path)
-    with pytest.raises(ValueError, match="3 problem") as error:
+def test_a_window_that_cannot_fit_stops_the_run_before_training_without_opening_a_file(tmp_path):
+    manifest, _ = bad_manifest(tmp_path)
+    with pytest.raises(ValueError, match="1 problem") as error:
         train.main(quick_run(tmp_path / "run", "--train_manifest", str(manifest), "--num_frames", "4",
                              "--on_decode_error", "raise"))
-    for problem in problems:
-        assert problem in str(error.value)
-    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+    assert "row 5 (" in str(error.value) and "a window of 1 frame(s)" in str(error.value)
 
 
-def test_skip_drops_bad_rows_up_front_with_one_warning(tmp_path, caplog):
-    manifest, problems = bad_manifest(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="train"):
+def test_raise_stops_at_the_first_bad_file_naming_it(tmp_path):
+    manifest, _ = bad_manifest(tmp_path)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()][:5]  # without the one-frame window
+    manifest = write_jsonl(tmp_path / "files.jsonl", [rows[2], *rows[:2]])
+    with pytest.raises(train.BadRowError, match=r"row 0 \(.*missing.mp4\): missing file"):
+        train.main(quick_run(tmp_path / "run", "--train_manifest", str(manifest), "--num_frames", "4",
+                             "--on_decode_error", "raise", "--per_device_train_batch_size", "3"))
+
+
+def test_skip_drops_each_bad_row_as_it_loads_and_counts_them_at_the_end(tmp_path, caplog, capsys):
+    manifest, reasons = bad_manifest(tmp_path)
+    with caplog.at_level(logging.WARNING):
         trainer = train.main(quick_run(tmp_path / "run", "--train_manifest", str(manifest), "--num_frames", "4",
-                                       "--per_device_train_batch_size", "2"))
-    assert len(trainer.train_dataset) == 2
-    warnings = [record.getMessage() for record in caplog.records if record.name == "train"]
-    (summary,) = [message for message in warnings if "skipping 3 of 5" in message]
-    for problem in problems:
-        assert problem in summary
+                                       "--per_device_train_batch_size", "5", "--max_steps", "1"))
+    assert len(trainer.train_dataset) == 5  # only the one-frame window is dropped before training
+    out = capsys.readouterr().out
+    assert "4 training example(s) could not be used and were skipped (1 missing file, 2 too short, 1 undecodable)" in out
+    warnings = "\n".join(record.getMessage() for record in caplog.records)
+    for name, reason in reasons.items():
+        assert any(name in line and reason in line for line in warnings.splitlines()), (name, reason)
 
 
 def test_a_truncated_clip_is_found_without_decoding(tmp_path):
     make_clip(tmp_path / "whole.mp4", 32, faststart=True)
     data = (tmp_path / "whole.mp4").read_bytes()
     (tmp_path / "half.mp4").write_bytes(data[: len(data) // 2])
-    assert count_frames(str(tmp_path / "whole.mp4")) == 32
-    with pytest.raises(VideoDecodeError, match="half.mp4"):
-        count_frames(str(tmp_path / "half.mp4"))
+    assert index_video(str(tmp_path / "whole.mp4")).num_frames == 32
+    with pytest.raises(VideoDecodeError, match="half.mp4: truncated or damaged, its header lists 32 frames"):
+        index_video(str(tmp_path / "half.mp4"))
 
 
 def test_a_truncated_clip_that_still_decodes_some_frames_is_an_error_not_a_shorter_clip(tmp_path):
-    """PyAV's threaded decoding stops quietly at the cut: 14 of 32 frames came out before, with no error."""
+    """PyAV's threaded decoding stops quietly at the cut (14 of 32 frames came out, with no error): reading past it
+    by seeking is an error naming the file."""
     make_clip(tmp_path / "whole.mp4", 32, faststart=True, noise=True)
     data = (tmp_path / "whole.mp4").read_bytes()
     (tmp_path / "half.mp4").write_bytes(data[: len(data) // 2])
-    assert decode_clip(str(tmp_path / "whole.mp4")).shape[0] == 32
-    with pytest.raises(VideoDecodeError, match="half.mp4: truncated"):
-        decode_clip(str(tmp_path / "half.mp4"))
+    index = index_video(str(tmp_path / "whole.mp4"))
+    assert read_frames(index, list(range(32))).shape[0] == 32
+    with pytest.raises(VideoDecodeError, match="half.mp4: truncated or damaged"):
+        read_frames(dataclasses.replace(index, path=str(tmp_path / "half.mp4")), list(range(32)))
 
 
 # ----------------------------------------------------------------------------------------------------------------

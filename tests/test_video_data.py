@@ -313,8 +313,10 @@ def test_train_streams_a_manifest_with_uniform_sampling_and_reports_the_skips(ma
     assert "4 training example(s) could not be used and were skipped" in out
     for reason in REASONS:
         assert f"1 {reason}" in out
-    saved = json.loads((tmp_path / "run" / "final" / "processor_config.json").read_text())
-    assert (saved["frame_sampling"], saved["sampling_num_frames"]) == ("uniform", 6)
+    from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
+
+    saved = LlavaNextARProcessor.from_pretrained(tmp_path / "run" / "final")  # the sampling travels with the checkpoint
+    assert (saved.frame_sampling, saved.sampling_num_frames) == ("uniform", 6)
     assert any("main_loss" in entry for entry in trainer.state.log_history)
 
 

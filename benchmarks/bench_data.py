@@ -10,8 +10,8 @@ The training data path (decode + sample + processor + collate) against clip leng
 
 Clips are generated here with PyAV (H.264, 30 fps, a keyframe every 60 frames, moving shapes over noise) at 720p and
 1080p and 10 / 60 / 300 s, plus the built-in clips. `ours` decodes in the decoder process that bounds each clip's time
-(`decode_timeout`); `decoder_process_overhead` measures that against the same decode in the loader's own process. Each (path, clip) runs in a fresh process, so the peak RSS
-(`ru_maxrss` of that child) is the path's own. Then clips/s with 0 and 2 DataLoader workers for `ours`, and clips/s
+(`decode_timeout`); `decoder_process_overhead` measures that against the same decode in the loader's own process.
+Each (path, clip) runs in a fresh process, so the peak RSS (`ru_maxrss` of that child) is the path's own. Then clips/s with 0 and 2 DataLoader workers for `ours`, and clips/s
 per core next to the measured training step of the tiny model and the 7B-shaped CPU spec (`bench_step.json`).
 
     python benchmarks/bench_data.py                      # 10/60/300 s at 720p and 1080p (~15 min, most of it writing clips)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 
 class VideoDecodeError(ValueError):
-    """A video file could not be read or decoded (missing, damaged, truncated, too slow); the message names its path."""
+    """A video file could not be read or decoded (missing, damaged, truncated, too slow); the message names it."""
 
 
 class MissingVideoError(VideoDecodeError):
@@ -415,8 +415,8 @@ class _DecoderProcess:
         except TimeoutError:
             self.stop()
             raise VideoDecodeError(
-                f"video {path}: {what} took longer than the decode time limit ({timeout:g} s); the decoder process was "
-                "stopped"
+                f"video {path}: {what} took longer than the decode time limit ({timeout:g} s); the decoder process "
+                "was stopped"
             ) from None
         except BrokenPipeError:
             reply = None

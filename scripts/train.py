@@ -598,8 +598,8 @@ def main(argv: list[str] | None = None) -> Trainer:
         )
     else:
         rows = checked_rows(rows, processor, data_args, training_args, skip_log, problems)
-        train_dataset = VideoChatDataset(rows, processor, skip_log, source=data_args.train_manifest or "built-in clips",
-                                         min_frames=min_frames_for(processor, rows))
+        train_dataset = VideoChatDataset(rows, processor, skip_log, source=data_args.train_manifest or "built-in "
+                                         "clips", min_frames=min_frames_for(processor, rows))
     collator = LlavaNextARDataCollator(processor)
     if model_args.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)

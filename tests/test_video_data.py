@@ -315,7 +315,7 @@ def test_train_streams_a_manifest_with_uniform_sampling_and_reports_the_skips(ma
         assert f"1 {reason}" in out
     from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
 
-    saved = LlavaNextARProcessor.from_pretrained(tmp_path / "run" / "final")  # the sampling travels with the checkpoint
+    saved = LlavaNextARProcessor.from_pretrained(tmp_path / "run" / "final")  # the sampling travels with it
     assert (saved.frame_sampling, saved.sampling_num_frames) == ("uniform", 6)
     assert any("main_loss" in entry for entry in trainer.state.log_history)
 

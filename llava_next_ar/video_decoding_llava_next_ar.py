@@ -366,10 +366,15 @@ def _read_message(fd: int, deadline: float | None = None) -> tuple[Any, bytearra
 
 
 def _serve() -> None:
-    """The decoder process's loop: requests on stdin, replies on the original stdout (anything printed goes to
-    stderr). Ends when stdin closes (its parent is gone)."""
+    """The decoder process's loop: first the parent's `sys.path` (so PyAV is found where the parent finds it), then
+    requests on stdin, replies on the original stdout (anything printed goes to stderr). Ends when stdin closes (its
+    parent is gone)."""
     replies = os.dup(1)
     os.dup2(2, 1)
+    message = _read_message(0)
+    if message is None:
+        return
+    sys.path.extend(path for path in message[0] if path not in sys.path)
     while True:
         message = _read_message(0)
         if message is None:
@@ -389,14 +394,16 @@ def _serve() -> None:
 
 
 class _DecoderProcess:
-    """One decoder process (`python -c _SERVE <this file>`), its pipes, and the call that bounds its time."""
+    """One decoder process (`python -I -S -c _SERVE <this file>`, given this process's `sys.path`), its pipes, and
+    the call that bounds its time."""
 
     def __init__(self):
         self.owner = os.getpid()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            bufsize=0,
+            [sys.executable, "-I", "-S", "-c", _SERVE, os.path.abspath(__file__)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, bufsize=0,
         )
+        _write_message(self.process.stdin.fileno(), list(sys.path))
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self.process.poll() is None

@@ -410,3 +410,42 @@ def test_a_hanging_clip_is_skipped_with_its_reason_or_raises_when_asked(clips, s
     (entry,) = log.entries()
     assert entry["reason"] == "undecodable" and "stalled.mp4" in entry["message"] and "time limit" in entry["message"]
     assert isinstance(strict.get("error"), BadRowError) and "time limit" in str(strict["error"])
+
+
+STRANGER_DECODE = r"""
+import json, sys
+params = json.load(open(sys.argv[1]))
+sys.path.extend(params["site_dirs"])  # python -I -S: no site hooks, no editable install
+import importlib.util
+assert importlib.util.find_spec("llava_next_ar") is None
+from transformers import AutoProcessor
+
+processor = AutoProcessor.from_pretrained(params["checkpoint"], trust_remote_code=True)
+processor.frame_sampling, processor.sampling_num_frames, processor.decode_timeout = "uniform", 4, 2.0
+video = processor.read_video(params["clip"])
+module = sys.modules[type(processor).__module__.replace("processing_", "video_decoding_")]
+try:
+    processor.read_video(params["fifo"])
+    error = None
+except Exception as caught:
+    error = f"{type(caught).__name__}: {caught}"
+print("STRANGER " + json.dumps({"indices": video.video_frame_indices.tolist(), "decoder_file": module.__file__,
+                                "error": error, "frames": [int(f.float().mean()) for f in video.frames]}))
+"""
+
+
+def test_the_checkpoints_own_code_bounds_a_hanging_decode_without_the_package(clips, tiny, tmp_path):
+    """A remote-code checkpoint's decoder process runs the checkpoint's copy of this file, found on the caller's
+    `sys.path` (PyAV included), in a fresh `python -I -S` process where `llava_next_ar` is not importable."""
+    from test_hub import run_as_stranger
+
+    tiny.save_pretrained(tmp_path / "checkpoint")
+    fifo = tmp_path / "never.mp4"
+    os.mkfifo(fifo)
+    report = run_as_stranger(STRANGER_DECODE, {"checkpoint": str(tmp_path / "checkpoint"), "clip": str(clips["cfr"]),
+                                               "fifo": str(fifo)}, tmp_path)
+    assert report["indices"] == [0, 40, 79, 119]
+    assert "transformers_modules" in report["decoder_file"]
+    expected = sampled(tiny, str(clips["cfr"]), frame_sampling="uniform", sampling_num_frames=4)
+    assert report["frames"] == [int(frame.float().mean()) for frame in expected.frames]
+    assert "never.mp4" in report["error"] and "decode time limit (2 s)" in report["error"]

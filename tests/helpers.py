@@ -57,17 +57,27 @@ def tiny_model(dtype=torch.float64, seed: int = 0, **autoregressive_config) -> L
     return model.to(dtype).eval()
 
 
-def video_batch(
-    batch_size: int = 2,
-    num_frames: int = 4,
-    text_before: int = 3,
-    text_after: int = 2,
-    dtype=torch.float64,
-    seed: int = 0,
-    llm_num_frames: int | None = None,
-) -> dict:
-    """`input_ids` = text, then 4 video tokens per LLM frame, then text; `pixel_values_videos` == `video_frames`."""
-    return tiny_models.video_batch(
-        tiny_config(), batch_size=batch_size, num_frames=num_frames, text_before=text_before, text_after=text_after,
-        llm_num_frames=llm_num_frames, text_ids_below=TEXT_IDS_BELOW, dtype=dtype, seed=seed,
-    )
+def video_batch(**kwargs) -> dict:
+    """`llava_next_ar.tiny_models.video_batch` for `tiny_config()` (4 video tokens per LLM frame), float64 frames,
+    text ids below `TEXT_IDS_BELOW`; keyword arguments as there (`batch_size=2`, `num_frames=4`, `seed=0`, ...)."""
+    return tiny_models.video_batch(tiny_config(), **{"dtype": torch.float64, "text_ids_below": TEXT_IDS_BELOW, **kwargs})
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """A map-style dataset over a list of examples."""
+
+    def __init__(self, examples: list[dict]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.examples[index]
+
+
+def synthetic_dataset(size: int = 8) -> ListDataset:
+    """`size` examples of equal length (so per-micro-batch and global token means coincide), float32: the rows of one
+    `video_batch(num_frames=4, seed=1)`. For `Trainer` runs, in the tests and in the distributed workers."""
+    batch = video_batch(batch_size=size, num_frames=4, dtype=torch.float32, seed=1)
+    return ListDataset([{key: value[i] for key, value in batch.items()} for i in range(size)])

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+
 PYTHON_VARIABLES = {"oldest": "LLAVA_NEXT_AR_OLDEST_PYTHON", "newest": "LLAVA_NEXT_AR_NEWEST_PYTHON"}
 OUTPUT_FIELDS = ("logits", "loss", "main_loss", "autoregressive_loss", "autoregressive_frame_losses")
 ENABLE = (

@@ -22,15 +22,14 @@ from transformers import (
     LlavaNextVideoProcessor,
 )
 
-from helpers import tiny_config, tiny_model, video_batch
+from helpers import ROOT, load_script, tiny_config, tiny_model, video_batch
 from llava_next_ar import LlavaNextARForConditionalGeneration
 from llava_next_ar.model_card_llava_next_ar import PIPELINE_TAG, REPO_ID_PLACEHOLDER
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
-from test_hub import FAKE_TOKEN, NO_NETWORK, FakeHfApi, load_script, run_as_stranger
+from test_hub import FAKE_TOKEN, NO_NETWORK, FakeHfApi, run_as_stranger
 from tiny_tokenizer import tiny_tokenizer
 
 
-ROOT = Path(__file__).resolve().parents[1]
 AR_REPO_ID = "tiny-org/llava-next-ar-tiny-finetuned"
 EXPORT_FILES = [
     "README.md",

@@ -7,25 +7,8 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from helpers import tiny_model, video_batch
+from helpers import synthetic_dataset, tiny_model, video_batch
 from llava_next_ar.training_llava_next_ar import LossComponentsCallback, add_loss_components_logging
-
-
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, examples):
-        self.examples = examples
-
-    def __len__(self):
-        return len(self.examples)
-
-    def __getitem__(self, index):
-        return self.examples[index]
-
-
-def synthetic_dataset(size: int = 8) -> ListDataset:
-    """Examples of equal length (so per-micro-batch and global token means coincide), float32."""
-    batch = video_batch(batch_size=size, num_frames=4, dtype=torch.float32, seed=1)
-    return ListDataset([{key: value[i] for key, value in batch.items()} for i in range(size)])
 
 
 def make_trainer(tmp_path, model=None, dataset=None, eval_dataset=None, **overrides) -> Trainer:

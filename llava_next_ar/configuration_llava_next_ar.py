@@ -21,6 +21,8 @@ import transformers
 from transformers import LlavaNextVideoConfig
 from transformers.utils import logging
 
+from .model_card_llava_next_ar import autoregressive_config_table
+
 
 logger = logging.get_logger(__name__)
 
@@ -125,7 +127,8 @@ def validate_autoregressive_config(
     unknown = sorted(set(autoregressive_config) - set(AUTOREGRESSIVE_CONFIG_DEFAULTS))
     if unknown:
         raise ValueError(
-            f"autoregressive_config has unknown key(s) {unknown}; known keys are {sorted(AUTOREGRESSIVE_CONFIG_DEFAULTS)}"
+            f"autoregressive_config has unknown key(s) {unknown}; known keys are "
+            f"{sorted(AUTOREGRESSIVE_CONFIG_DEFAULTS)}"
         )
     config = {**AUTOREGRESSIVE_CONFIG_DEFAULTS, **autoregressive_config}
 
@@ -181,24 +184,7 @@ class LlavaNextARConfig(LlavaNextVideoConfig):
     autoregressive_config (`dict`, *optional*):
         Missing keys take their defaults; invalid values raise `ValueError` at construction.
 
-        | key | default | meaning |
-        |---|---|---|
-        | `enabled` | `True` | `False`: the model is exactly `LlavaNextVideoForConditionalGeneration` (no extra weights). |
-        | `embedding_dim` | `None` | teacher feature width `D`; `None` = the vision tower's (1152 for SigLIP-so400m). |
-        | `num_hist` | `3` | sampled frames of history a prediction may look at (the context frame and the `num_hist - 1` before it), for the teacher features and for the LLM states (`num_hist` frames' worth of tokens); `None` = all earlier frames. |
-        | `loss_weight` | `0.1` | weight of the auxiliary loss in `loss`; the seed advises 0.01-0.2. |
-        | `num_heads` / `num_layers` | `8` / `3` | predictor size. |
-        | `predictor_hidden_size` | `None` | predictor width; `None` = the teacher width `embedding_dim` (1152 for SigLIP-so400m); the LLM states are projected into it inside the cross-attention. The seed projects to the LLM width (set `text_config.hidden_size` for that): at 7B it makes the objective cost 42% of a step instead of 11% (`benchmarks/`). |
-        | `mlp_ratio` | `4.0` | predictor MLP width / predictor width. |
-        | `use_frame_causal_mask` | `True` | frame-level causal attention; `False` = token-level causal (the seed's ablation baseline). |
-        | `fuse_llm_hidden_states` | `True` | cross-attend to the LLM's hidden states (only those that saw no frame at or after the target). |
-        | `predict_residual` | `True` | predict the change from the context frame (prediction = context features + predictor output) instead of the features themselves; `False` is the seed's form (measured worse: `docs/temporal_qa.md`). |
-        | `normalize_targets` | `False` | layer-normalise the teacher's features per patch (no affine), as V-JEPA does for its targets, before they enter the predictor and the loss. |
-        | `teacher` | `"copy"` | `"copy"`: a frozen copy of the vision tower (fixed targets, +1 tower of memory); `"shared"`: the live tower under `no_grad` (no extra memory, targets drift as the tower trains). |
-        | `use_fast_slow_frames` | `False` | the processor samples `video_frames` with the fast/slow sampler. |
-        | `fast_stride`, `slow_stride`, `num_fast`, `num_slow` | `1, 4, 8, 8` | sampler settings (see `VideoFrameSampler`). |
-        | `merge_strategy` | `"concat"` | order of the merged fast/slow frames: `"concat"` = `[slow] + [fast]`, or `"interleave"`. |
-        | `short_clip` | `"shrink"` | clips too short for a stride: `"shrink"` the stride to the largest that fits, or `"error"`. |
+        {autoregressive_config_table}
 
     Example:
 
@@ -236,6 +222,14 @@ class LlavaNextARConfig(LlavaNextVideoConfig):
         return (side // self.spatial_pool_stride) ** 2
 
 
+LlavaNextARConfig.__doc__ = LlavaNextARConfig.__doc__.replace(
+    "{autoregressive_config_table}",
+    autoregressive_config_table(AUTOREGRESSIVE_CONFIG_DEFAULTS, header="default").replace("\n", "\n        "),
+)
 LlavaNextARConfig.register_for_auto_class()
 
-__all__ = ["LlavaNextARConfig", "validate_autoregressive_config", "AUTOREGRESSIVE_CONFIG_DEFAULTS"]
+__all__ = [
+    "LlavaNextARConfig",
+    "validate_autoregressive_config",
+    "AUTOREGRESSIVE_CONFIG_DEFAULTS",
+]

@@ -38,28 +38,53 @@ PIPELINE_TAG = "video-text-to-text"
 
 TAGS = ("llava_next_ar", "llava_next_video", "video", "next-frame-prediction", "custom_code")
 
-AUTOREGRESSIVE_CONFIG_MEANINGS = {
-    "enabled": "`false`: the model is exactly LLaVA-NeXT-Video (no extra weights)",
-    "embedding_dim": "teacher feature width `D` (the vision tower's)",
-    "num_hist": "sampled frames of history a prediction reads (`null` = all earlier frames)",
-    "loss_weight": "weight of the auxiliary loss in `loss`",
-    "num_heads": "predictor attention heads",
-    "num_layers": "predictor layers",
-    "predictor_hidden_size": "predictor width (default: the teacher width `D`; the original design: the LLM width)",
-    "mlp_ratio": "predictor MLP width / predictor width",
-    "use_frame_causal_mask": "frame-level causal attention (`false`: token-level causal, the ablation baseline)",
-    "fuse_llm_hidden_states": "cross-attend to LLM hidden states that saw no frame at or after the target",
-    "predict_residual": "predict the change from the context frame instead of the features",
-    "normalize_targets": "layer-normalise the teacher's features per patch before the predictor and the loss",
-    "teacher": '`"copy"`: frozen copy of the vision tower; `"shared"`: the live tower under `no_grad`',
-    "use_fast_slow_frames": "the processor samples `video_frames` with the fast/slow sampler",
-    "fast_stride": "stride of the fast (recent, dense) frames",
-    "slow_stride": "stride of the slow (whole-clip, sparse) frames",
-    "num_fast": "number of fast frames",
-    "num_slow": "number of slow frames",
-    "merge_strategy": '`"concat"` = `[slow] + [fast]`, or `"interleave"`',
-    "short_clip": 'clips too short for a stride: `"shrink"` the stride, or `"error"`',
+AUTOREGRESSIVE_CONFIG_DOCS: dict[str, str] = {
+    "enabled": "`False`: the model is exactly `LlavaNextVideoForConditionalGeneration` (no extra weights, same "
+    "numbers).",
+    "embedding_dim": "teacher feature width `D`; `None` = the vision tower's (1152 for SigLIP-so400m).",
+    "num_hist": "sampled frames of history a prediction reads: the context frame and the `num_hist - 1` before it, "
+    "and `num_hist` frames' worth of LLM tokens; `None` = all earlier frames.",
+    "loss_weight": "weight of the auxiliary loss in `loss` (the seed advises 0.01-0.2).",
+    "num_heads": "predictor attention heads.",
+    "num_layers": "predictor layers.",
+    "predictor_hidden_size": "predictor width; `None` = the teacher width `embedding_dim` (the LLM hidden states are "
+    "projected into it inside the cross-attention). The seed projects to the LLM width (`text_config.hidden_size`), "
+    "several times the objective's cost at 7B (`benchmarks/README.md`).",
+    "mlp_ratio": "predictor MLP width / predictor width.",
+    "use_frame_causal_mask": "frame-level causal attention; `False` = token-level causal (the seed's ablation "
+    "baseline).",
+    "fuse_llm_hidden_states": "cross-attend to the LLM hidden states that saw no frame at or after the target.",
+    "predict_residual": "predict the change from the context frame (prediction = context features + predictor "
+    "output); `False` = the seed's form, predicting the features outright (measured worse: `docs/temporal_qa.md`).",
+    "normalize_targets": "layer-normalise the teacher's features per patch (no affine, as V-JEPA's targets) before "
+    "the predictor and the loss.",
+    "teacher": '`"copy"`: a frozen copy of the vision tower, `autoregressive_module.teacher` (fixed targets, one more '
+    'tower in memory); `"shared"`: the live tower under `no_grad` (no extra memory, targets drift as it trains).',
+    "use_fast_slow_frames": "the processor samples `video_frames` with the fast/slow sampler.",
+    "fast_stride": "stride of the fast (recent, dense) frames.",
+    "slow_stride": "stride of the slow (whole-clip, sparse) frames.",
+    "num_fast": "number of fast frames.",
+    "num_slow": "number of slow frames.",
+    "merge_strategy": 'order of the merged fast/slow frames the LLM sees: `"concat"` = `[slow] + [fast]`, or '
+    '`"interleave"`.',
+    "short_clip": 'clips too short for a stride: `"shrink"` the stride to the largest that fits, or `"error"`.',
 }
+"""What each `autoregressive_config` key means: the one source of the key tables in the config docstring, the model
+card and the README (here, not in the configuration file, because this file needs only the standard library)."""
+
+
+def autoregressive_config_table(values: dict[str, Any], header: str = "value", as_json: bool = False) -> str:
+    """
+    A markdown table `| key | <header> | meaning |` of `autoregressive_config` values (the config docstring and the
+    README show the defaults, the model card a checkpoint's values), as Python literals or as JSON (`as_json`, as
+    `config.json` shows them).
+    """
+    rows = [f"| key | {header} | meaning |", "|---|---|---|"]
+    for key, value in values.items():
+        literal = json.dumps(value) if as_json or isinstance(value, str) else repr(value)
+        rows.append(f"| `{key}` | `{literal}` | {AUTOREGRESSIVE_CONFIG_DOCS.get(key, '')} |")
+    return "\n".join(rows)
+
 
 _PLAIN_YAML = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]*")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "~"}
@@ -159,12 +184,7 @@ def _architecture(config: Any) -> str:
 
 
 def _autoregressive_table(config: Any) -> str:
-    ar = _get(config, "autoregressive_config") or {}
-    table = ["| key | value | meaning |", "|---|---|---|"]
-    for key, value in ar.items():
-        meaning = AUTOREGRESSIVE_CONFIG_MEANINGS.get(key, "")
-        table.append(f"| `{key}` | `{json.dumps(value)}` | {meaning} |")
-    return "\n".join(table)
+    return autoregressive_config_table(_get(config, "autoregressive_config") or {}, as_json=True)
 
 
 PROCESSOR_KINDS = ("chat_template", "prompt", "none")
@@ -196,7 +216,7 @@ def _prompt_lines(processor: str) -> list[str]:
 
 
 def _tested_transformers() -> str:
-    """The tested transformers range, from the config file (imported here, so this file alone needs no transformers)."""
+    """The tested transformers range, read from the config file (not imported: this file needs no transformers)."""
     from .configuration_llava_next_ar import TESTED_TRANSFORMERS
 
     return ",".join(TESTED_TRANSFORMERS)

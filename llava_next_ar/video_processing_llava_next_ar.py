@@ -196,6 +196,14 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
             }
         return super().from_dict(video_processor_dict, **kwargs)
 
+    def to_llava_next_video(self) -> LlavaNextVideoVideoProcessor:
+        """The stock [`LlavaNextVideoVideoProcessor`] with the same resize/crop/normalise settings and no sampling
+        (what an export served by stock transformers saves)."""
+        settings = {key: value for key, value in self.to_dict().items() if key not in SETTING_KEYS}
+        return LlavaNextVideoVideoProcessor(
+            **{key: value for key, value in settings.items() if key not in ("video_processor_type", "auto_map")}
+        )
+
     # ------------------------------------------------------------------------------------------------------------
     # Settings
 

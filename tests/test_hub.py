@@ -176,9 +176,12 @@ def test_save_pretrained_writes_a_remote_code_checkpoint(checkpoints):
     }
     processor_config = json.loads((saved / "processor_config.json").read_text())
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_llava_next_ar.LlavaNextARProcessor"
-    for name in ("modeling", "configuration", "model_card", "processing"):
+    assert processor_config["video_processor"]["auto_map"]["AutoVideoProcessor"] == (
+        "video_processing_llava_next_ar.LlavaNextARVideoProcessor"
+    )
+    for name in ("modeling", "configuration", "model_card", "processing", "video_processing", "video_decoding"):
         assert (saved / f"{name}_llava_next_ar.py").read_text() == (PACKAGE / f"{name}_llava_next_ar.py").read_text()
-    assert (saved / "video_frame_utils.py").is_file()  # imported relatively by the processor
+    assert (saved / "video_frame_utils.py").is_file()  # imported relatively by the video processor
     assert (saved / "model.safetensors").is_file()
     metadata = card_metadata(saved / "README.md")
     assert metadata["library_name"] == "transformers"
@@ -302,7 +305,7 @@ sys.path.extend(params["site_dirs"])  # python -I -S: no site hooks (no editable
 assert importlib.util.find_spec("llava_next_ar") is None, f"llava_next_ar is importable from {sys.path}"
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor, AutoVideoProcessor
 
 reference = torch.load(params["reference"], weights_only=True)
 
@@ -323,13 +326,20 @@ for label, location in params["checkpoints"].items():
     model = AutoModelForImageTextToText.from_pretrained(location, trust_remote_code=True)
     plain = AutoModel.from_pretrained(location, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(location, trust_remote_code=True)
+    video_processor = AutoVideoProcessor.from_pretrained(location, trust_remote_code=True)
     processed = dict(processor(**reference["processor_call"], return_tensors="pt"))
+    alone = dict(video_processor(reference["processor_call"]["videos"], return_tensors="pt"))
     entry = {
         "config": type(config).__name__,
         "model": type(model).__name__,
         "module": type(model).__module__,
         "auto_model": type(plain).__name__,
         "processor": type(processor).__name__,
+        "video_processor": type(video_processor).__name__,
+        "video_processor_module": type(video_processor).__module__,
+        "processor_composes_it": type(processor.video_processor).__name__ == type(video_processor).__name__,
+        "video_processor_outputs_equal": same(alone, {key: processed[key] for key in alone}),
+        "video_processor_keys": sorted(alone),
         "dtype": str(model.dtype),
         "training": model.training,
         "processed_keys": sorted(processed),
@@ -422,6 +432,10 @@ def test_fresh_process_without_the_package_loads_checkpoints_from_folder_and_hub
         assert entry["model"] == entry["auto_model"] == "LlavaNextARForConditionalGeneration", label
         assert entry["module"].startswith("transformers_modules."), label
         assert entry["processor"] == "LlavaNextARProcessor", label
+        assert entry["video_processor"] == "LlavaNextARVideoProcessor", label
+        assert entry["video_processor_module"].startswith("transformers_modules."), label
+        assert entry["processor_composes_it"] and entry["video_processor_outputs_equal"], label
+        assert {"pixel_values_videos", "video_frames", "video_frame_indices"} <= set(entry["video_processor_keys"])
         assert entry["dtype"] == "torch.float64" and entry["training"] is False, label
         assert {"video_frames", "video_frame_indices", "pixel_values_videos"} <= set(entry["processed_keys"]), label
         assert entry["outputs_equal"], label

@@ -33,10 +33,9 @@ def make_processor(config=None, **settings) -> LlavaNextARProcessor:
 
 def base_video_processor(processor: LlavaNextARProcessor) -> LlavaNextVideoVideoProcessor:
     """The stock video processor with the same image settings as `processor`'s (no sampling)."""
-    settings = processor.video_processor.to_dict()
-    return LlavaNextVideoVideoProcessor(
-        **{key: value for key, value in settings.items() if key not in SETTING_KEYS and key != "video_processor_type"}
-    )
+    stock = processor.video_processor.to_llava_next_video()
+    assert type(stock) is LlavaNextVideoVideoProcessor and not set(SETTING_KEYS) & set(stock.to_dict())
+    return stock
 
 
 def base_processor(processor: LlavaNextARProcessor) -> LlavaNextVideoProcessor:

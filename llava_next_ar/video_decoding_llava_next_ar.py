@@ -404,15 +404,17 @@ class _DecoderProcess:
             stdout=subprocess.PIPE, bufsize=0,
         )
         _write_message(self.process.stdin.fileno(), list(sys.path))
+        # Stopped and reaped when this object goes or the process exits (DataLoader workers too: multiprocessing runs
+        # its finalizers at a worker's exit), so no decoder process outlives its caller, even without an init reaper.
+        importlib.import_module("multiprocessing.util").Finalize(
+            self, _stop_process, args=(self.process, self.owner), exitpriority=0
+        )
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self.process.poll() is None
 
     def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self.process.stdin.close()
-        self.process.stdout.close()
+        _stop_process(self.process, self.owner)
 
     def call(self, kind: str, args: tuple, timeout: float, path: str, what: str) -> Any:
         deadline = time.monotonic() + timeout
@@ -439,6 +441,16 @@ class _DecoderProcess:
             shape, dtype = value
             return numpy.frombuffer(raw, dtype=dtype).reshape(shape)
         return value
+
+
+def _stop_process(process: subprocess.Popen, owner: int) -> None:
+    if os.getpid() != owner:  # a forked copy of the object: the decoder process belongs to the parent
+        return
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stdin.close()
+    process.stdout.close()
 
 
 _decoders = threading.local()

@@ -116,6 +116,11 @@ class DataArguments:
                   "at most num_frames), 'all' (every frame; with fast/slow sampling: the presets over the whole clip)"},
     )
     sampling_fps: float | None = field(default=None, metadata={"help": "frames per second for frame_sampling=fps"})
+    decode_timeout: float | None = field(
+        default=None, metadata={"help": "seconds one video file may take to index and decode, a hard bound (the "
+                                "decoder process is stopped; the row counts as undecodable); default: the processor's "
+                                "(120)"},
+    )
     builtin_clips: str = field(
         default=",".join(BUILTIN_CLIPS), metadata={"help": "built-in clips to train on (comma-separated)"}
     )
@@ -399,6 +404,8 @@ def configure_sampling(processor: LlavaNextARProcessor, data_args: DataArguments
     processor.sampling_num_frames = data_args.num_frames if mode == "uniform" else None
     processor.sampling_fps = data_args.sampling_fps if mode == "fps" else None
     processor.sampling_max_frames = data_args.num_frames if mode == "fps" else None
+    if data_args.decode_timeout is not None:
+        processor.decode_timeout = data_args.decode_timeout
     processor.validate_settings()
 
 

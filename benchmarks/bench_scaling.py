@@ -47,14 +47,13 @@ class NaiveDenseModule(nn.Module):
     unless `width` is given (`--naive-width llm`: the LLM width, as the seed projects).
     """
 
-    def __init__(self, config, teacher: nn.Module, width: int | None = None):
+    def __init__(self, config, module: nn.Module, width: int | None = None):
         super().__init__()
         ar = config.autoregressive_config
         llm_width = config.text_config.hidden_size
         width = width or ar["predictor_hidden_size"]  # default: the module's predictor width
-        self.teacher = teacher  # shared with the module: same frozen weights, same cost
-        self.vision_feature_layer = config.vision_feature_layer
-        self.strategy = config.vision_feature_select_strategy
+        # The module's teacher and feature selection (`encode_frames`): same frozen weights, same targets, same cost.
+        self.encode_frames = module.encode_frames
         self.loss_weight = ar["loss_weight"]
         self.embed = nn.Linear(ar["embedding_dim"], width)
         self.time_embed = nn.Embedding(4096, width)
@@ -66,15 +65,6 @@ class NaiveDenseModule(nn.Module):
         self.memory_proj = nn.Linear(llm_width, width) if width != llm_width else nn.Identity()
         self.norm = nn.LayerNorm(width)
         self.proj_out = nn.Linear(width, ar["embedding_dim"])
-
-    @torch.no_grad()
-    def encode_frames(self, video_frames):
-        batch, frames = video_frames.shape[:2]
-        hidden = self.teacher(video_frames.flatten(0, 1), output_hidden_states=True, return_dict=True).hidden_states
-        features = hidden[self.vision_feature_layer]
-        if self.strategy == "default":
-            features = features[:, 1:]
-        return features.unflatten(0, (batch, frames))
 
     def forward(self, video_frames, hidden_states, hidden_states_frame_indices, teacher_features=None):
         from llava_next_ar import FrameLevelMaskGenerator
@@ -186,7 +176,7 @@ def main(argv=None):
         ar = model.config.autoregressive_config
         torch.manual_seed(0)
         naive_width = model.config.text_config.hidden_size if args.naive_width == "llm" else None
-        naive = NaiveDenseModule(model.config, module.teacher, width=naive_width).train()
+        naive = NaiveDenseModule(model.config, module, width=naive_width).train()
         trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad)
                      for name, m in (("module", module), ("naive", naive))}
         teacher_calls = []

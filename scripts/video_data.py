@@ -269,23 +269,47 @@ def check_rows(
 
 class SkipLog:
     """
-    Bad rows met while loading: each is warned once per process (row, path, reason) and counted; with `path`, also
-    appended to that JSONL file, so that skips in DataLoader workers and other processes are counted at the end
-    (`summary()` reads it). `raise_errors=True` raises `BadRowError` instead.
+    Bad rows met while loading: each is warned once (row, path, reason) and counted; with `path`, also appended to
+    that JSONL file, so that skips in DataLoader workers and other processes are counted at the end (`summary()`
+    reads it), warned once across them and epochs, and not read again (`known`: a clip that ran out of
+    `decode_timeout` costs it once, not every epoch). `raise_errors=True` raises `BadRowError` instead.
     """
 
     def __init__(self, path: str | os.PathLike | None = None, raise_errors: bool = False):
         self.path = Path(path) if path is not None else None
         self.raise_errors = raise_errors
-        self.seen: set = set()
+        self.seen: set[tuple[str, str]] = set()  # (row id, reason) recorded here or, with `path`, read from it
+        self.rows: set[str] = set()
+        self._read = 0  # bytes of `path` already in `seen`
+
+    def _refresh(self) -> None:
+        """Take in the lines other processes appended to `path` since the last look (complete lines only)."""
+        if self.path is None or not self.path.exists():
+            return
+        with open(self.path, "rb") as file:
+            file.seek(self._read)
+            data = file.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._read += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            entry = json.loads(line)
+            self.seen.add((str(entry["row"]), entry["reason"]))
+            self.rows.add(str(entry["row"]))
+
+    def known(self, row_id) -> bool:
+        """Whether row `row_id` was skipped already (in this process, or in any process writing `path`)."""
+        self._refresh()
+        return str(row_id) in self.rows
 
     def record(self, error: BadRowError, row_id) -> None:
         if self.raise_errors:
             raise error
-        key = (row_id, error.reason)
+        key = (str(row_id), error.reason)
+        self._refresh()
         if key in self.seen:
             return
         self.seen.add(key)
+        self.rows.add(key[0])
         logger.warning("skipping a training example: %s", error)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,7 +318,7 @@ class SkipLog:
 
     def entries(self) -> list[dict]:
         if self.path is None:
-            return [{"row": row, "reason": reason} for row, reason in sorted(self.seen, key=str)]
+            return [{"row": row, "reason": reason} for row, reason in sorted(self.seen)]
         if not self.path.exists():
             return []
         unique = {}
@@ -361,6 +385,8 @@ class VideoChatDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         for attempt in range(min(self.max_skips, len(self)) + 1):
             position = (index + attempt) % len(self)
+            if self.skip_log.known(position):
+                continue
             try:
                 return load_example(self.processor, self._row(position), position, self.source, self.min_frames)
             except BadRowError as error:
@@ -396,7 +422,7 @@ class StreamingVideoChatDataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         for index, row in enumerate(self._raw_rows()):
-            if index % workers != worker:
+            if index % workers != worker or self.skip_log.known(index):
                 continue
             try:
                 yield load_example(

@@ -289,6 +289,32 @@ def test_dataloader_workers_decode_every_good_row_once(manifest, clips, tiny, tm
     assert log.summary() == {reason: 1 for reason in REASONS}
 
 
+def test_a_skipped_row_is_not_read_again_in_later_epochs_or_other_workers(manifest, clips, tiny, tmp_path):
+    tiny.frame_sampling, tiny.sampling_num_frames = "uniform", 8
+    path = tmp_path / "skipped.jsonl"
+    try:
+        rows, root = load_manifest(manifest, video_root=clips["folder"])
+        dataset = VideoChatDataset(rows, tiny, SkipLog(path), video_root=root)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2,
+                                             collate_fn=LlavaNextARDataCollator(tiny))
+        list(loader)
+        first_epoch = path.read_text()
+        list(loader)  # new worker processes: they read the log instead of the bad rows
+        assert path.read_text() == first_epoch and SkipLog(path).summary() == {reason: 1 for reason in REASONS}
+
+        calls = []
+        read_video = tiny.read_video
+        tiny.read_video = lambda *args, **kwargs: calls.append(args[0]) or read_video(*args, **kwargs)
+        try:  # this process: every item is one read of a good clip
+            examples = [VideoChatDataset(rows, tiny, SkipLog(path), video_root=root)[i] for i in range(len(rows))]
+        finally:
+            del tiny.read_video
+    finally:
+        tiny.frame_sampling, tiny.sampling_num_frames = "all", None
+    assert len(calls) == len(examples) == len(rows)
+    assert {Path(call).name for call in calls} == {"cfr.mp4", "vfr.mkv"}
+
+
 def test_read_manifest_formats_and_video_root(clips, tmp_path):
     import pandas
 

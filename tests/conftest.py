@@ -29,4 +29,5 @@ def no_transformers_deprecation_logged():
         yield
     finally:
         logger.removeHandler(handler)
-    assert not handler.messages, "transformers logged a deprecation about our use of it:\n" + "\n".join(handler.messages)
+    messages = "\n".join(handler.messages)
+    assert not handler.messages, f"transformers logged a deprecation about our use of it:\n{messages}"

@@ -60,7 +60,8 @@ def tiny_model(dtype=torch.float64, seed: int = 0, **autoregressive_config) -> L
 def video_batch(**kwargs) -> dict:
     """`llava_next_ar.tiny_models.video_batch` for `tiny_config()` (4 video tokens per LLM frame), float64 frames,
     text ids below `TEXT_IDS_BELOW`; keyword arguments as there (`batch_size=2`, `num_frames=4`, `seed=0`, ...)."""
-    return tiny_models.video_batch(tiny_config(), **{"dtype": torch.float64, "text_ids_below": TEXT_IDS_BELOW, **kwargs})
+    kwargs = {"dtype": torch.float64, "text_ids_below": TEXT_IDS_BELOW, **kwargs}
+    return tiny_models.video_batch(tiny_config(), **kwargs)
 
 
 class ListDataset(torch.utils.data.Dataset):

@@ -56,7 +56,9 @@ def test_influence_matrix_perturbing_each_frame(mode):
             if target <= k:
                 assert same, f"{mode}: changing frame {k} moved the prediction of frame {target}"
             elif target == k + 1 or MODES[mode]["num_hist"] is None:
-                assert not same, f"{mode}: changing frame {k} did not move the prediction of frame {target} (blind test)"
+                assert not same, (
+                    f"{mode}: changing frame {k} did not move the prediction of frame {target} (blind test)"
+                )
         losses, reference_losses = output.autoregressive_frame_losses, reference_output.autoregressive_frame_losses
         assert torch.equal(losses[:, : max(k - 1, 0)], reference_losses[:, : max(k - 1, 0)])
         if k >= 1:

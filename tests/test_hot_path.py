@@ -60,7 +60,8 @@ def test_module_reads_nothing_back_with_a_padding_mask():
     module = model.autoregressive_module
     batch = video_batch(dtype=torch.float32)
     hidden_states = torch.randn(2, batch["input_ids"].shape[1], 32, device="meta", requires_grad=True)
-    frame_indices = model.hidden_states_frame_indices(batch["input_ids"].to("meta") == model.config.video_token_id, None)
+    is_video = batch["input_ids"].to("meta") == model.config.video_token_id
+    frame_indices = model.hidden_states_frame_indices(is_video, None)
     attention_mask = torch.ones(2, hidden_states.shape[1], dtype=torch.long, device="meta")
     output = module(
         batch["video_frames"].to("meta"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
 
-from helpers import IMAGE_SIZE, tiny_config, tiny_model, video_batch
+from helpers import tiny_config, tiny_model, video_batch
 from llava_next_ar import (
     LlavaNextARConfig,
     LlavaNextARForConditionalGeneration,
@@ -172,7 +172,8 @@ def test_inference_without_labels_does_not_run_the_objective():
     batch = {**video_batch(), "labels": None}
     output = model(**batch)
     assert output.loss is None and output.autoregressive_loss is None and calls == []
-    assert torch.equal(output.logits, base_twin(model)(**{k: v for k, v in batch.items() if k != "video_frames"}).logits)
+    base_inputs = {k: v for k, v in batch.items() if k != "video_frames"}
+    assert torch.equal(output.logits, base_twin(model)(**base_inputs).logits)
     model(**video_batch())
     assert calls == [1]
 
@@ -236,7 +237,8 @@ def test_token_causal_mode_hides_later_patches_of_the_same_frame():
     per_patch = grad[:, 1].abs().sum(-1)
     assert torch.all(per_patch[:, 6:] == 0) and torch.all(per_patch[:, :6] > 0)
     frame_model = tiny_model(fuse_llm_hidden_states=False).autoregressive_module
-    frame_grad = torch.autograd.grad(frame_model(video_batch()["video_frames"], teacher_features=features).predictions[:, 1, 5].sum(), features)[0]
+    frame_predictions = frame_model(video_batch()["video_frames"], teacher_features=features).predictions
+    frame_grad = torch.autograd.grad(frame_predictions[:, 1, 5].sum(), features)[0]
     assert torch.all(frame_grad[:, 1].abs().sum(-1) > 0)  # frame mode: all patches of the context frame
 
 
@@ -271,15 +273,24 @@ BAD_INPUTS = {
     "one_frame": (lambda b: {"video_frames": b["video_frames"][:, :1], "pixel_values_videos": None}, "num_frames>=2"),
     "channels": (lambda b: {"video_frames": b["video_frames"][:, :, :1]}, "video_frames"),
     "image_size": (lambda b: {"video_frames": b["video_frames"][..., :16, :16]}, "32, 32"),
-    "non_finite": (lambda b: {"video_frames": b["video_frames"].index_fill(1, torch.tensor([2]), float("nan"))}, "NaN"),
+    "non_finite": (
+        lambda b: {"video_frames": b["video_frames"].index_fill(1, torch.tensor([2]), float("nan"))}, "NaN"
+    ),
     "batch": (lambda b: {"video_frames": b["video_frames"][:1]}, "batch_size=2"),
     "integer_frames": (lambda b: {"video_frames": b["video_frames"].long()}, "floating-point"),
     "indices_shape": (lambda b: {"video_frame_indices": torch.arange(4)}, "video_frame_indices"),
-    "indices_not_increasing": (lambda b: {"video_frame_indices": torch.tensor([[0, 2, 2, 3], [0, 1, 2, 3]])}, "strictly increasing"),
+    "indices_not_increasing": (
+        lambda b: {"video_frame_indices": torch.tensor([[0, 2, 2, 3], [0, 1, 2, 3]])}, "strictly increasing"
+    ),
     "indices_float": (lambda b: {"video_frame_indices": torch.zeros(2, 4)}, "integer"),
     "llm_frames_disagree": (lambda b: {"pixel_values_videos": b["pixel_values_videos"][:, :3]}, "llm_frame_indices"),
-    "negative_indices": (lambda b: {"video_frame_indices": torch.tensor([[-1, 0, 1, 2]] * 2)}, r"video_frame_indices` must be >= 0.*\[\[-1"),
-    "llm_indices_shape": (lambda b: {"llm_frame_indices": torch.arange(3).expand(2, -1)}, r"llm_frame_indices` must have shape \(2, 4\)"),
+    "negative_indices": (
+        lambda b: {"video_frame_indices": torch.tensor([[-1, 0, 1, 2]] * 2)},
+        r"video_frame_indices` must be >= 0.*\[\[-1",
+    ),
+    "llm_indices_shape": (
+        lambda b: {"llm_frame_indices": torch.arange(3).expand(2, -1)}, r"llm_frame_indices` must have shape \(2, 4\)"
+    ),
     "llm_indices_without_llm_video": (
         lambda b: {"pixel_values_videos": None, "llm_frame_indices": torch.arange(4).expand(2, -1)},
         "LLM sees no video",
@@ -326,7 +337,8 @@ def test_frozen_tower_forward_is_reused_as_the_teacher_exactly():
         output = model(**batch)
         output.loss.backward()
         results[reuse] = (output, grads(model), len(calls))
-    (reused, reused_grads, reused_calls), (recomputed, recomputed_grads, recomputed_calls) = results[True], results[False]
+    reused, reused_grads, reused_calls = results[True]
+    recomputed, recomputed_grads, recomputed_calls = results[False]
     assert (reused_calls, recomputed_calls) == (0, 1)
     assert torch.equal(reused.loss, recomputed.loss) and torch.equal(reused.logits, recomputed.logits)
     assert torch.equal(reused.autoregressive_frame_losses, recomputed.autoregressive_frame_losses)
@@ -372,7 +384,7 @@ def test_predictor_hidden_size_sets_the_predictor_width_and_keeps_causality():
     sizes = [sum(p.numel() for p in m.parameters()) for m in (predictor, default, seed_width)]
     assert sizes[0] < sizes[1] < sizes[2]
     batch = video_batch()
-    changed = {**batch, "video_frames": batch["video_frames"].clone(), "pixel_values_videos": batch["pixel_values_videos"].clone()}
+    changed = {**batch, **{key: batch[key].clone() for key in ("video_frames", "pixel_values_videos")}}
     changed["video_frames"][:, 2] += 1.0
     changed["pixel_values_videos"][:, 2] += 1.0
     with torch.no_grad():
@@ -406,7 +418,9 @@ def test_every_advertised_attention_implementation_gives_the_eager_predictions(i
     from torch.nn.attention.flex_attention import flex_attention
 
     monkeypatch.setattr(
-        flex_integration, "compile_friendly_flex_attention", lambda q, k, v, training=False, **kw: flex_attention(q, k, v, **kw)
+        flex_integration,
+        "compile_friendly_flex_attention",
+        lambda q, k, v, training=False, **kw: flex_attention(q, k, v, **kw),
     )
     model = tiny_model(dtype=torch.float32)
     module = model.autoregressive_module
@@ -444,7 +458,9 @@ def test_generation_mixin_is_a_direct_base_and_generate_takes_inputs_embeds():
     embeds = model.get_input_embeddings()(batch["input_ids"])
     kwargs = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
     ours = model.generate(inputs_embeds=embeds, pixel_values_videos=batch["pixel_values_videos"], **kwargs)
-    theirs = base_twin(model).generate(inputs_embeds=embeds, pixel_values_videos=batch["pixel_values_videos"], **kwargs)
+    theirs = base_twin(model).generate(
+        inputs_embeds=embeds, pixel_values_videos=batch["pixel_values_videos"], **kwargs
+    )
     assert ours.shape == (1, 4) and torch.equal(ours, theirs)
 
 
@@ -453,7 +469,8 @@ def test_teacher_keys_are_declared_ignorable_when_missing_weights_and_biases_not
 
     model = tiny_model()
     patterns = [re.compile(p) for p in model._keys_to_ignore_on_load_missing]
-    teacher_parameters = ["autoregressive_module.teacher." + n for n, _ in model.autoregressive_module.teacher.named_parameters()]
+    teacher = model.autoregressive_module.teacher
+    teacher_parameters = ["autoregressive_module.teacher." + n for n, _ in teacher.named_parameters()]
     assert teacher_parameters and all(any(p.search(key) for p in patterns) for key in teacher_parameters)
     others = [key for key in model.state_dict() if not key.startswith("autoregressive_module.teacher.")]
     others.append("autoregressive_module.teacher.embeddings.position_ids")
@@ -469,7 +486,8 @@ def test_continuing_from_a_filled_cache_is_refused():
     batch = video_batch()
     prefix = model(**{k: v for k, v in batch.items() if k not in ("video_frames", "labels")}, use_cache=True)
     # the cache argument and output field are `cache` from transformers 5.24 on, `past_key_values` before
-    name = "cache" if "cache" in inspect.signature(LlavaNextVideoForConditionalGeneration.forward).parameters else "past_key_values"
+    parameters = inspect.signature(LlavaNextVideoForConditionalGeneration.forward).parameters
+    name = "cache" if "cache" in parameters else "past_key_values"
     after = torch.tensor([[5, 6], [7, 8]])
     with pytest.raises(ValueError, match="filled cache"):
         model(input_ids=after, video_frames=batch["video_frames"], labels=after, **{name: getattr(prefix, name)})

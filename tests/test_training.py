@@ -44,7 +44,9 @@ def parameters(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_trainer_trains_the_predictor_and_logs_every_loss(tmp_path, accumulation):
-    trainer = make_trainer(tmp_path, per_device_train_batch_size=4 // accumulation, gradient_accumulation_steps=accumulation)
+    trainer = make_trainer(
+        tmp_path, per_device_train_batch_size=4 // accumulation, gradient_accumulation_steps=accumulation
+    )
     before = parameters(trainer.model)
     trainer.train()
     after = parameters(trainer.model)

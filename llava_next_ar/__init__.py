@@ -13,7 +13,8 @@
 # limitations under the License.
 """LLaVA-NeXT-AR: LLaVA-NeXT-Video with an auxiliary next-frame feature prediction objective."""
 
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, AutoVideoProcessor
+import transformers
+from transformers import AutoConfig, AutoModelForImageTextToText
 
 from .configuration_llava_next_ar import AUTOREGRESSIVE_CONFIG_DEFAULTS, LlavaNextARConfig, validate_autoregressive_config
 from .modeling_llava_next_ar import (
@@ -37,7 +38,9 @@ from .video_frame_utils import (
 # of type `llava_next_ar` to instantiate a model of type ``" warning when a processor reads a checkpoint's config).
 AutoConfig.register(LlavaNextARConfig.model_type, LlavaNextARConfig, exist_ok=True)
 AutoModelForImageTextToText.register(LlavaNextARConfig, LlavaNextARForConditionalGeneration, exist_ok=True)
-AutoVideoProcessor.register(LlavaNextARConfig, LlavaNextARVideoProcessor, exist_ok=True)
-AutoProcessor.register(LlavaNextARConfig, LlavaNextARProcessor, exist_ok=True)
+# (Looked up here, not imported above: importing transformers' processing modules replaces the `transformers` module
+# object, and the configuration file's version check, run at its import, must read the one the importer set up.)
+transformers.AutoVideoProcessor.register(LlavaNextARConfig, LlavaNextARVideoProcessor, exist_ok=True)
+transformers.AutoProcessor.register(LlavaNextARConfig, LlavaNextARProcessor, exist_ok=True)
 
 __version__ = "0.1.0"

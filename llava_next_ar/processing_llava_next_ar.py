@@ -63,7 +63,7 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
     `use_fast_slow_frames`, `fast_stride`, `slow_stride`, `num_fast`, `num_slow`, `merge_strategy`, `short_clip`,
     `frame_sampling`, `sampling_num_frames`, `sampling_fps`, `sampling_max_frames`, `decode_timeout`) are the video
     processor's: given here they configure a copy of `video_processor`, and `processor.<setting>` reads and writes
-    them. See docs/design.md ("Frame sampling") and the README for what each does.
+    them. The README ("Processor"; "Which frames" under Train) and docs/design.md (section 5) say what each does.
 
     Example:
 

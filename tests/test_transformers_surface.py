@@ -101,11 +101,54 @@ def test_config_subclass_hook_and_video_token_id():
 
 
 def test_processor_hooks():
-    """The processor overrides `prepare_inputs_layout` and `_process_videos` (returning `(outputs, replacements)`),
-    the steps `ProcessorMixin.__call__` runs for videos."""
+    """The processor overrides `prepare_inputs_layout` and `validate_inputs` (public) and `_process_videos` (private,
+    returning `(outputs, replacements)`), the steps `ProcessorMixin.__call__` runs for videos. `_process_videos` is
+    the one private override: the base makes one `<video>` replacement per clip that `make_batched_videos` counts,
+    and it drops the clip forms our video processor adds (a window mapping, a `SampledVideo`); no public hook sets
+    the count. When `make_batched_videos` keeps them, the override can go."""
+    from transformers.video_utils import make_batched_videos
+
     source = inspect.getsource(ProcessorMixin.__call__)
-    assert "self.prepare_inputs_layout(" in source
+    assert "self.prepare_inputs_layout(" in source and "self.validate_inputs(" in source
     assert re.search(r"processed_videos, videos_replacements = self\._process_videos\(", source)
+    assert list(inspect.signature(ProcessorMixin._process_videos).parameters) == ["self", "videos", "kwargs"]
+    assert "make_batched_videos(videos)" in inspect.getsource(ProcessorMixin._process_videos)
+    def count(videos) -> int | None:
+        try:
+            return len(make_batched_videos(videos))
+        except (KeyError, TypeError, ValueError):  # 5.23/5.24: a mapping first raises KeyError
+            return None
+
+    assert count([{"path": "clip.mp4", "start_frame": 0, "num_frames": 2}, torch.zeros(2, 8, 8, 3)]) != 2
+
+
+def test_video_processor_hooks():
+    """`LlavaNextARVideoProcessor` builds on public methods of `BaseVideoProcessor`: it overrides `preprocess` (and
+    calls the base's with `do_sample_frames=False` for the pixels), calls `sample_frames(metadata, num_frames, fps)`
+    for `do_sample_frames`, overrides `from_dict` (a preset given at load time), and declares its settings in
+    `valid_kwargs` (a `VideosKwargs` TypedDict) so `_set_attributes` stores them and `to_dict` saves them."""
+    from transformers import LlavaNextVideoVideoProcessor
+    from transformers.image_processing_utils import BaseImageProcessor
+    from transformers.processing_utils import VideosKwargs
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    from llava_next_ar.video_processing_llava_next_ar import LlavaNextARVideoProcessor
+
+    assert LlavaNextARVideoProcessor.__mro__[1] is LlavaNextVideoVideoProcessor
+    assert issubclass(LlavaNextVideoVideoProcessor, BaseVideoProcessor)
+    assert set(VideosKwargs.__annotations__) < set(LlavaNextARVideoProcessor.valid_kwargs.__annotations__)
+    assert list(inspect.signature(BaseVideoProcessor.preprocess).parameters) == ["self", "videos", "kwargs"]
+    assert {"metadata", "num_frames", "fps"} <= set(inspect.signature(BaseVideoProcessor.sample_frames).parameters)
+    assert list(inspect.signature(BaseVideoProcessor.from_dict).parameters) == ["video_processor_dict", "kwargs"]
+    assert "self.valid_kwargs.__annotations__" in inspect.getsource(BaseImageProcessor._set_attributes)
+    preprocess = inspect.getsource(BaseVideoProcessor.preprocess)
+    assert "self._decode_and_sample_videos(" in preprocess and "do_sample_frames=do_sample_frames" in preprocess
+    private = {
+        name for name, value in vars(LlavaNextARVideoProcessor).items()
+        if name.startswith("_") and not name.startswith("__") and callable(value)
+    }
+    inherited = {name for name in private if any(name in vars(base) for base in LlavaNextARVideoProcessor.__mro__[1:])}
+    assert inherited == set(), f"overrides private methods of the base: {inherited}"
 
 
 def test_save_pretrained_writes_the_current_key_layout_on_request():
@@ -164,7 +207,7 @@ def test_remote_code_checks_the_version_at_import(installed):
         assert result.stderr.count(f"transformers {installed} is installed. It may work") == 1
 
 
-@pytest.mark.parametrize("name", ["configuration", "modeling", "processing", "model_card"])
+@pytest.mark.parametrize("name", ["configuration", "modeling", "processing", "video_processing", "model_card"])
 def test_the_remote_code_loader_finds_no_import_a_user_may_lack(name):
     """`trust_remote_code` refuses a file whose `import` lines (anywhere, outside try/except) name a package that is not
     installed: an optional one (deepspeed, used under ZeRO-3 only) must not appear as an `import` statement."""

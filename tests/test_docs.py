@@ -18,16 +18,15 @@ def test_every_key_is_documented_once_in_order():
 
 def test_readme_table_is_the_generated_one():
     expected = autoregressive_config_table(AUTOREGRESSIVE_CONFIG_DEFAULTS, header="default")
-    found = re.search(r"<!-- generated: autoregressive_config_table[^\n]*-->\n(.*?)\n<!-- end generated -->",
-                      README.read_text(), re.S)
+    pattern = r"<!-- generated: autoregressive_config_table[^\n]*-->\n(.*?)\n<!-- end generated -->"
+    found = re.search(pattern, README.read_text(), re.S)
     assert found, "README.md lost the generated autoregressive_config table's markers"
-    assert found.group(1) == expected, f"README.md's autoregressive_config table is stale; replace it with:\n{expected}"
+    assert found.group(1) == expected, f"README.md: the autoregressive_config table is stale, use:\n{expected}"
 
 
 def test_config_docstring_and_model_card_show_the_same_meanings():
-    assert autoregressive_config_table(AUTOREGRESSIVE_CONFIG_DEFAULTS, header="default").replace("\n", "\n        ") in (
-        LlavaNextARConfig.__doc__
-    )
+    table = autoregressive_config_table(AUTOREGRESSIVE_CONFIG_DEFAULTS, header="default")
+    assert table.replace("\n", "\n        ") in LlavaNextARConfig.__doc__
     config = tiny_config(num_hist=2)
     card = model_card(config)
     assert autoregressive_config_table(config.autoregressive_config, as_json=True) in card

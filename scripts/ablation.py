@@ -47,6 +47,7 @@ Parts (`--parts`, comma-separated; default `ablation,diagnostics`):
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -61,9 +62,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import evaluate  # noqa: E402
 import experiment_utils as utils  # noqa: E402
 import train  # noqa: E402
-from video_data import DEFAULT_PROMPT, builtin_clips_dir, builtin_clips_manifest  # noqa: E402
+import procedural_video  # noqa: E402
+from video_data import BUILTIN_CLIPS, DEFAULT_PROMPT, builtin_clips_dir  # noqa: E402
 
-from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames  # noqa: E402
+from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames, index_video  # noqa: E402
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,10 +158,11 @@ def train_argv(
     settings: dict,
     output_dir: Path,
     max_steps: int,
+    manifest: Path,
     save_steps: int | None = None,
-    train_clips: tuple[str, ...] = TRAIN_CLIPS,
 ) -> list[str]:
-    """`scripts/train.py` flags of one run (the same for every variant except `autoregressive_config`)."""
+    """`scripts/train.py` flags of one run (the same for every variant except `autoregressive_config`): the windows of
+    `manifest` (`write_manifest`)."""
     argv = [
         "--output_dir", str(output_dir),
         "--seed", str(seed),
@@ -172,10 +175,9 @@ def train_argv(
         "--use_cpu", "True",
         "--dataloader_num_workers", "0",
         "--disable_tqdm", "True",
-        "--builtin_clips", ",".join(train_clips),
+        "--train_manifest", str(manifest),
         "--num_frames", str(settings["num_frames"]),
-        "--window_stride", str(settings["window_stride"]),
-        "--decode_size", str(settings["decode_size"]),
+        "--on_decode_error", "raise",
         "--tiny_image_size", str(settings["tiny_image_size"]),
         "--tiny_patch_size", str(settings["tiny_patch_size"]),
         "--tiny_hidden_size", str(settings["tiny_hidden_size"]),
@@ -189,11 +191,64 @@ def train_argv(
     return argv
 
 
-def eval_rows(clips, settings: dict, max_windows: int | None, window_stride: int | None = None) -> list[dict]:
-    return evaluate.heldout_rows(
-        clips=list(clips), num_frames=settings["num_frames"],
-        window_stride=window_stride or settings["eval_window_stride"], max_windows=max_windows,
+def prepared_clip(clip: str, decode_size: int, work_dir: Path) -> Path:
+    """
+    The built-in `clip` decoded once at `decode_size x decode_size` (the frames the first ablation runs read) and
+    written near-lossless (`procedural_video.write_mp4`: H.264, yuv444p) under `work_dir/clips`, once. Every run and
+    evaluation then reads windows of a 96-pixel clip through the training data path, instead of seeking in the
+    1280x720 original for every sample (0.2 s per 16-frame window here: a 1000-step run took 15 min instead of 1).
+    """
+    path = work_dir / "clips" / f"{clip}_{decode_size}px.mp4"
+    if not path.exists():
+        procedural_video.write_mp4(clip_frames(clip, decode_size), path, fps=25)
+    return path
+
+
+def window_rows(clips, settings: dict, work_dir: Path, window_stride: int, max_windows: int | None = None) -> list:
+    """Rows of `num_frames`-frame windows every `window_stride` frames of the prepared `clips`, each with the clip's
+    caption; `max_windows` spreads that many over the list (and so over the clips)."""
+    rows = []
+    for clip in clips:
+        path = prepared_clip(clip, settings["decode_size"], work_dir)
+        total = index_video(str(path)).num_frames
+        rows += [{"video": str(path.resolve()), "prompt": DEFAULT_PROMPT, "answer": BUILTIN_CLIPS[clip],
+                  "start_frame": start, "num_frames": settings["num_frames"]}
+                 for start in range(0, total - settings["num_frames"] + 1, window_stride)]
+    if max_windows is not None:
+        rows = rows[::max(1, math.ceil(len(rows) / max_windows))][:max_windows]
+    if not rows:
+        raise ValueError(f"no windows of {settings['num_frames']} frames in clips {list(clips)}")
+    return rows
+
+
+def write_manifest(clips, settings: dict, work_dir: Path) -> Path:
+    """The training manifest (JSONL) of the windows of `clips`."""
+    path = work_dir / "manifests" / f"train_{'_'.join(clips)}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = window_rows(clips, settings, work_dir, settings["window_stride"])
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def eval_rows(clips, settings: dict, work_dir: Path, max_windows: int | None) -> list[dict]:
+    return window_rows(clips, settings, work_dir, settings["eval_window_stride"], max_windows)
+
+
+def initial_checkpoint(variant: str, seed: int, settings: dict, work_dir: Path) -> Path:
+    """The starting checkpoint of `variant`'s run of `seed` (`experiment_utils.initial_checkpoints`): every variant
+    of a seed starts from the same LLM, projector and vision tower weights (the objective-off run from
+    `export_base_model()` of the `frame_mask` build), with one tokenizer built from the training captions."""
+    rows = window_rows(TRAIN_CLIPS, settings, work_dir, settings["window_stride"])
+    text = " ".join([DEFAULT_PROMPT, *(f"{row['prompt']} {row['answer']}" for row in rows)])
+    words = re.findall(r"\w+|[^\w\s]", text)
+    model_args = train.ModelArguments(
+        tiny_image_size=settings["tiny_image_size"], tiny_patch_size=settings["tiny_patch_size"],
+        tiny_hidden_size=settings["tiny_hidden_size"],
     )
+    initial = utils.initial_checkpoints(seed, model_args, words, [variant],
+                                        lambda name: variant_autoregressive_config(name, settings),
+                                        work_dir / "init", reference_variant="frame_mask")
+    return initial["paths"][variant]
 
 
 def compact(result: dict) -> dict:
@@ -201,27 +256,6 @@ def compact(result: dict) -> dict:
     keep = ("overall", "ratios", "per_step", "main_loss", "autoregressive_loss", "num_windows", "num_frames",
             "num_hist", "feature_statistics", "has_predictor")
     return {key: result[key] for key in keep if key in result}
-
-
-def disabled_init_checkpoint(seed: int, settings: dict, work_dir: Path) -> Path:
-    """
-    The initial weights of the enabled runs of `seed` without the objective (`export_base_model()`), saved as the
-    `disabled` run's starting checkpoint: its LLM, projector and vision tower start exactly where the enabled runs'
-    do, and with the same data order the only difference between the runs is the auxiliary gradient.
-    """
-    from transformers import set_seed
-
-    rows = builtin_clips_manifest(list(TRAIN_CLIPS), settings["num_frames"], settings["window_stride"], DEFAULT_PROMPT)
-    words = re.findall(r"\w+|[^\w\s]", " ".join(f"{row['prompt']} {row['answer']}" for row in rows))
-    model_args = train.ModelArguments(
-        tiny_image_size=settings["tiny_image_size"], tiny_patch_size=settings["tiny_patch_size"],
-        tiny_hidden_size=settings["tiny_hidden_size"],
-    )
-    set_seed(seed)
-    model, processor = train.build_tiny_model_and_processor(
-        model_args, words, variant_autoregressive_config("frame_mask", settings)
-    )
-    return utils.save_base_checkpoint(model, processor, work_dir / f"init_seed{seed}")
 
 
 def run_variant(
@@ -239,21 +273,19 @@ def run_variant(
     if train_clips != TRAIN_CLIPS:
         name += f"_heldout_{'_'.join(heldout_clips)}"
     output_dir = work_dir / name
-    argv = train_argv(variant, seed, settings, output_dir, settings["max_steps"], train_clips=train_clips)
-    if variant == "disabled":
-        argv += ["--model_name_or_path", str(disabled_init_checkpoint(seed, settings, work_dir))]
+    argv = train_argv(variant, seed, settings, output_dir, settings["max_steps"],
+                      write_manifest(train_clips, settings, work_dir))
+    argv += ["--model_name_or_path", str(initial_checkpoint(variant, seed, settings, work_dir))]
     started = time.perf_counter()
     trainer = utils.run_training(argv, output_dir / "train.log")
     wall = time.perf_counter() - started
     history = trainer.state.log_history
     runtime = next(entry["train_runtime"] for entry in history if "train_runtime" in entry)
     model, processor = trainer.model, trainer.processing_class
-    heldout = evaluate.evaluate_model(
-        model, processor, eval_rows(heldout_clips, settings, settings["eval_max_windows"]), settings["decode_size"]
-    )
-    in_sample = evaluate.evaluate_model(
-        model, processor, eval_rows(train_clips, settings, settings["in_sample_max_windows"]), settings["decode_size"]
-    )
+    heldout = evaluate.evaluate_model(model, processor, eval_rows(heldout_clips, settings, work_dir,
+                                                                  settings["eval_max_windows"]))
+    in_sample = evaluate.evaluate_model(model, processor, eval_rows(train_clips, settings, work_dir,
+                                                                    settings["in_sample_max_windows"]))
     return {
         "variant": variant,
         "seed": seed,
@@ -356,9 +388,14 @@ def lm_comparison(runs: list[dict]) -> dict:
 # Diagnostics: teacher features of the clips, simple predictors fitted on the training clips
 
 
+def clip_frames(clip: str, decode_size: int):
+    """Every frame of a built-in clip, `[T, decode_size, decode_size, 3]` uint8 (PyAV, the package's decoder)."""
+    return decode_all_frames(builtin_clips_dir() / f"{clip}.mp4", (decode_size, decode_size)).numpy()
+
+
 def clip_windows(clip: str, num_frames: int, frame_stride: int, window_stride: int, decode_size: int):
     """Windows `[num_frames, H, W, 3]` of a built-in clip with `frame_stride` frames between sampled frames."""
-    frames = decode_all_frames(builtin_clips_dir() / f"{clip}.mp4", (decode_size, decode_size)).numpy()
+    frames = clip_frames(clip, decode_size)
     span = frame_stride * (num_frames - 1) + 1
     return [frames[start:start + span:frame_stride] for start in range(0, len(frames) - span + 1, window_stride)]
 
@@ -474,8 +511,10 @@ def long_run(settings: dict, work_dir: Path) -> dict:
     steps, count = settings["long_steps"], settings["long_checkpoints"]
     save_steps = max(1, steps // count)
     output_dir = work_dir / "long_full_seed0"
-    argv = train_argv("full", 0, settings, output_dir, steps, save_steps=save_steps)
-    argv += ["--save_total_limit", str(count + 1)]
+    argv = train_argv("full", 0, settings, output_dir, steps, write_manifest(TRAIN_CLIPS, settings, work_dir),
+                      save_steps=save_steps)
+    argv += ["--save_total_limit", str(count + 1),
+             "--model_name_or_path", str(initial_checkpoint("full", 0, settings, work_dir))]
     trainer = utils.run_training(argv, output_dir / "train.log")
     runtime = next(entry["train_runtime"] for entry in trainer.state.log_history if "train_runtime" in entry)
     points = []
@@ -483,11 +522,11 @@ def long_run(settings: dict, work_dir: Path) -> dict:
     for checkpoint in checkpoints:
         model, processor = evaluate.load_checkpoint(str(checkpoint), remote_code=True)
         heldout = evaluate.evaluate_model(
-            model, processor, eval_rows(HELDOUT_CLIPS, settings, settings["eval_max_windows"]), settings["decode_size"]
+            model, processor, eval_rows(HELDOUT_CLIPS, settings, work_dir, settings["eval_max_windows"])
         )
         in_sample = evaluate.evaluate_model(model, processor,
-                                            eval_rows(TRAIN_CLIPS, settings, settings["in_sample_max_windows"]),
-                                            settings["decode_size"])
+                                            eval_rows(TRAIN_CLIPS, settings, work_dir,
+                                                      settings["in_sample_max_windows"]))
         points.append({
             "step": int(checkpoint.name.split("-")[1]),
             "heldout_ratios": heldout["ratios"],

@@ -87,7 +87,7 @@ def plot_ablation(results: dict, path: Path) -> Path:
     axes[2].set_yscale("log")
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("training main_loss (mean over seeds)")
-    axes[2].set_title("language-modelling loss (the curves overlap)")
+    axes[2].set_title("training language-modelling loss")
     axes[2].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -201,7 +201,7 @@ def render_generated(results: dict) -> str:
             "MSE is the mean over windows, steps, patches and feature dims. copy-last predicts frame t from frame "
             "t-1; mean-of-history averages the last `num_hist` frames. Ratio < 1 = the predictor beats the baseline.",
             f"- Time per step: `train_runtime / steps` (data loading included), {ablation.get('threads', 1)} torch "
-            f"thread(s), on a 2-core CPU **shared with another engineer's benchmarks**, so timings are noisy. Whole "
+            f"thread(s), on a 2-core CPU **shared with other jobs**, so timings are noisy. Whole "
             f"run ({len(ablation['table'])} variants x {len(settings['seeds'])} seeds + the other parts run with "
             "it, the first in the same process including its data decoding): "
             f"{ablation['wall_minutes']:.1f} min.",

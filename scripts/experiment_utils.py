@@ -72,6 +72,42 @@ def save_base_checkpoint(model, processor, path: Path) -> Path:
     return path
 
 
+def initial_checkpoints(seed: int, model_args, words: list[str], variants: list[str], config_of, work_dir: Path,
+                        reference_variant: str, gradient_batch=None) -> dict:
+    """
+    The initial checkpoint of every variant of `seed`, built as `scripts/train.py` builds the tiny model (right after
+    `set_seed(seed)`, `train.build_tiny_model_and_processor(model_args, words, config_of(variant))`), saved with its
+    processor (whose sampler settings match the variant), for every run to load (`--model_name_or_path`). Checks that
+    the LLM, projector, vision tower, teacher and predictor start from the same numbers in every variant (where shapes
+    agree); the objective-off (`"disabled"`) checkpoint is `save_base_checkpoint` of the first enabled build (of
+    `reference_variant` when `variants` has no enabled one). With
+    `gradient_batch` (`processor -> batch`), also measures each enabled variant's `gradient_norms` there.
+    Returns `{"paths": {variant: path}, "same_init", "initial_weights" (base_weights), "gradients"}`.
+    """
+    from transformers import set_seed
+
+    reference, same, paths, gradients, initial = None, True, {}, {}, None
+    for variant in [name for name in variants if name != "disabled"] or [reference_variant]:
+        set_seed(seed)
+        model, processor = train.build_tiny_model_and_processor(model_args, words, config_of(variant))
+        state = model.state_dict()
+        if reference is None:
+            reference = state
+            initial = base_weights(model)
+            if "disabled" in variants:
+                paths["disabled"] = save_base_checkpoint(model, processor, work_dir / f"init_seed{seed}_disabled")
+        for key, value in reference.items():
+            if key in state and state[key].shape == value.shape and not torch.equal(state[key], value):
+                same = False
+        if variant in variants:
+            paths[variant] = work_dir / f"init_seed{seed}_{variant}"
+            model.save_pretrained(paths[variant])
+            processor.save_pretrained(paths[variant])
+            if gradient_batch is not None:
+                gradients[variant] = gradient_norms(model, gradient_batch(processor))
+    return {"paths": paths, "same_init": same, "initial_weights": initial, "gradients": gradients}
+
+
 def tail_mean(log_history: list[dict], key: str, fraction: float = 0.2) -> float | None:
     """Mean of the logged `key` over the last `fraction` of the logged steps (at least one entry)."""
     values = [entry[key] for entry in log_history if key in entry and "train_runtime" not in entry]

@@ -248,40 +248,11 @@ def model_args(settings: dict):
 
 
 def initial_checkpoints(seed: int, settings: dict, words: list[str], variants: list[str], work_dir: Path,
-                        gradient_batch: dict | None = None) -> dict:
-    """
-    The initial checkpoint of every variant of `seed`, built as `scripts/train.py` builds the tiny model (right after
-    `set_seed(seed)`), saved with its processor (whose sampler settings match the variant), and loaded by every run
-    (`--model_name_or_path`). Checks that the LLM, projector, vision tower, teacher and predictor start from the same
-    numbers in every variant (where shapes agree); the objective-off checkpoint is `export_base_model()` of the first
-    enabled build. With `gradient_batch`, also measures each enabled variant's gradient norms there
-    (`experiment_utils.gradient_norms`). Returns `{"paths", "same_init", "initial_weights", "gradients"}`.
-    """
-    from transformers import set_seed
-
-    reference, same, paths, gradients = None, True, {}, {}
-    enabled = [name for name in variants if name != "disabled"] or ["shipped"]
-    for variant in enabled:
-        set_seed(seed)
-        model, processor = train.build_tiny_model_and_processor(model_args(settings), words,
-                                                                variant_config(variant, settings))
-        state = model.state_dict()
-        if reference is None:
-            reference = state
-            if "disabled" in variants:
-                paths["disabled"] = utils.save_base_checkpoint(model, processor,
-                                                               work_dir / f"init_seed{seed}_disabled")
-            initial = utils.base_weights(model)
-        for key, value in reference.items():
-            if key in state and state[key].shape == value.shape and not torch.equal(state[key], value):
-                same = False
-        if variant in variants:
-            paths[variant] = work_dir / f"init_seed{seed}_{variant}"
-            model.save_pretrained(paths[variant])
-            processor.save_pretrained(paths[variant])
-            if gradient_batch is not None:
-                gradients[variant] = utils.gradient_norms(model, gradient_batch(processor))
-    return {"paths": paths, "same_init": same, "initial_weights": initial, "gradients": gradients}
+                        gradient_batch=None) -> dict:
+    """`experiment_utils.initial_checkpoints` for this experiment's variants and tiny model."""
+    return utils.initial_checkpoints(seed, model_args(settings), words, variants,
+                                     lambda variant: variant_config(variant, settings), work_dir, "shipped",
+                                     gradient_batch)
 
 
 def train_argv(variant: str, seed: int, settings: dict, manifest: Path, output_dir: Path) -> list[str]:
@@ -569,6 +540,13 @@ def reach_tables(results: dict) -> list[str]:
     return lines
 
 
+def fmt_e(stat: dict | None) -> str:
+    """`mean ± std` in scientific notation (differences far below the table's 3 decimals)."""
+    if stat is None:
+        return "–"
+    return f"{stat['mean']:+.1e}" + ("" if stat["n"] == 1 else f" ± {stat['std']:.1e}")
+
+
 def render_tables(results: dict) -> str:
     settings, table = results["settings"], results["table"]
     chance = {kind: 1 / len(answers) for kind, answers in procedural_video.ANSWERS.items()}
@@ -669,7 +647,7 @@ def render_tables(results: dict) -> str:
             beyond = "–" if acc is None or acc["n"] < 2 else ("yes" if abs(acc["mean"]) > spread else "no")
             lines.append(
                 f"| {VARIANTS[variant][0]} | {fmt(acc, 1, True)} | "
-                f"{fmt(diff.get('heldout/ordered/answer_lm_loss'))} | "
+                f"{fmt_e(diff.get('heldout/ordered/answer_lm_loss'))} | "
                 f"{fmt(diff.get('heldout/ordered/probe_direction'), 1, True)} | "
                 f"{fmt(diff.get('heldout/ordered/probe_speed_r2'))} | {beyond} |"
             )

@@ -114,11 +114,18 @@ def test_evaluate_fast_slow_and_disabled_checkpoints(tmp_path):
     assert "no predictor" in evaluate.format_table(result)
 
 
-def test_held_out_split_is_by_clip():
+def test_held_out_split_is_by_clip(tmp_path):
     assert not set(ablation.TRAIN_CLIPS) & set(ablation.HELDOUT_CLIPS)
     assert "carphone_distorted" not in (*ablation.TRAIN_CLIPS, *ablation.HELDOUT_CLIPS)
-    argv = ablation.train_argv("full", 0, ablation.SETTINGS["default"], Path("x"), 10)
-    assert argv[argv.index("--builtin_clips") + 1] == ",".join(ablation.TRAIN_CLIPS)
+    settings = ablation.SETTINGS["quick"]
+    manifest = ablation.write_manifest(ablation.TRAIN_CLIPS, settings, tmp_path)
+    videos = {json.loads(line)["video"] for line in manifest.read_text().splitlines()}
+    assert {Path(video).name for video in videos} == {f"{clip}_{settings['decode_size']}px.mp4"
+                                                      for clip in ablation.TRAIN_CLIPS}
+    heldout = ablation.eval_rows(ablation.HELDOUT_CLIPS, settings, tmp_path, max_windows=None)
+    assert not {row["video"] for row in heldout} & videos and len(heldout) > 1
+    argv = ablation.train_argv("full", 0, ablation.SETTINGS["default"], Path("x"), 10, manifest)
+    assert argv[argv.index("--train_manifest") + 1] == str(manifest)
     config = json.loads(argv[argv.index("--autoregressive_config") + 1])
     assert config["use_frame_causal_mask"] and config["use_fast_slow_frames"] and config["num_fast"] == 4
     baseline = ablation.variant_autoregressive_config("baseline", ablation.SETTINGS["default"])

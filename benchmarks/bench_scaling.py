@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import functools
 import gc
 import math
 import sys
@@ -193,7 +194,7 @@ def main(argv=None):
             if args.teacher == "given":  # as with a frozen tower whose forward the model reuses
                 with torch.no_grad():
                     inputs = (*inputs[:4], module.encode_frames(inputs[0]))
-            paths = [("module", lambda: module_step(module, inputs))]
+            paths = [("module", functools.partial(module_step, module, inputs))]
             skipped = {}
             if not args.no_naive:
                 est_gib = naive_memory_estimate_gib(n_tokens, ar["num_layers"])
@@ -206,7 +207,7 @@ def main(argv=None):
                 if est_gib > args.max_gib or est_s > args.max_seconds:
                     skipped["naive"] = f"skipped: predicted {est_gib:.1f} GiB, {est_s:.0f} s per run"
                 else:
-                    paths.append(("naive", lambda: naive_step(naive, inputs)))
+                    paths.append(("naive", functools.partial(naive_step, naive, inputs)))
             predicted = sum(
                 last[name][1] * (n_tokens / last[name][0]) ** (1 if name == "module" else 2)
                 for name, _ in paths if name in last
@@ -241,7 +242,7 @@ def main(argv=None):
                   + (f"{row['naive_seconds']:.2f} s {row['naive_peak_mib']:.0f} MiB" if "naive_seconds" in row
                      else row.get("naive_skipped", "off"))
                   + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-            del inputs
+            del inputs, paths
             gc.collect()
         del model, module, naive
         gc.collect()
@@ -319,11 +320,7 @@ def main(argv=None):
 
 
 def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = report.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, what, label in ((axes[0], "seconds", "fwd+bwd time (s)"), (axes[1], "peak_mib", "peak memory (MiB)")):
         for name, style in (("module", "-o"), ("naive", "--s")):
@@ -342,9 +339,7 @@ def plot(rows, path):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("Auxiliary module alone (teacher + predictor + loss) vs naive dense-mask decoder")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    report.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """One training step (forward + backward, loss = main + aux) of the base model and of LLaVA-NeXT-AR.
 
 `transformers.LlavaNextVideoForConditionalGeneration` (base) and `llava_next_ar.LlavaNextARForConditionalGeneration`
-(AR) get the same weights (the AR model is built from a `LlavaNextARConfig`; the base model loads its state dict minus
-`autoregressive_module.*`) and the same batch, and are measured in the same process, interleaved (A B A B ...), the
-median of `--repeats` after `--warmup` discarded rounds. Cases:
+(AR) get the same weights (the AR model is built from a `LlavaNextARConfig`; the base model is a copy of its
+`export_base_model()`, teacher and predictor dropped) and the same batch, and are measured in the same process,
+interleaved (A B A B ...), the median of `--repeats` after `--warmup` discarded rounds. Cases:
 
 - `default`  every T in --frames x patch grid in --grids, everything trainable, teacher = frozen copy;
 - `frozen`   at the default shape: vision tower frozen in both models, `video_frames` = `pixel_values_videos`;
@@ -25,6 +25,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import functools
 import gc
 import itertools
 import sys
@@ -113,13 +114,13 @@ def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse
     # In the frozen case "ar" is the teacher recomputing (llm_frame_indices given) and "ar_reuse" the model's
     # default for these inputs (the frozen tower's forward doubles as the teacher's).
     variants = [
-        ("base", lambda: train_step(base, batch, False)),
-        ("ar", lambda: train_step(ar, batch, True, recompute_teacher=reuse)),
+        ("base", functools.partial(train_step, base, batch, False)),
+        ("ar", functools.partial(train_step, ar, batch, True, recompute_teacher=reuse)),
     ]
     reuse_check = None
     if reuse:
         reuse_check = check_reuse(ar, batch)
-        variants.append(("ar_reuse", lambda: train_step(ar, batch, True)))
+        variants.append(("ar_reuse", functools.partial(train_step, ar, batch, True)))
     result = measure(variants, args.warmup, args.repeats, args.device)
     row = {
         "case": name,
@@ -142,7 +143,7 @@ def run_case(spec, name, frames, grid, args, overrides=None, freeze=False, reuse
             row[f"ratio_reuse_{key}"] = result["ar_reuse"][key] / result["base"][key]
     if reuse:
         row.update(reuse_check)
-    del base, ar, batch
+    del base, ar, batch, variants
     gc.collect()
     return row
 
@@ -171,11 +172,7 @@ def print_rows(rows):
 
 
 def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = report.pyplot()
     labels, time_ratio, mem_ratio = [], [], []
     for row in rows:
         labels.append(f"{row['case']}\nT={row['T']} P={row['P']}")
@@ -196,9 +193,7 @@ def plot(rows, path):
     ax.set_ylabel("AR / base")
     ax.set_title("One training step: LLaVA-NeXT-AR vs LLaVA-NeXT-Video (same weights, same batch)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    report.save_figure(fig, path)
 
 
 def main(argv=None):

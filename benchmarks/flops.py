@@ -283,11 +283,7 @@ def main(argv=None):
 
 
 def plot(frames_list, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = report.pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     labels, parts = [], []
     for frames in frames_list:
@@ -312,9 +308,7 @@ def plot(frames_list, path):
     ax.set_ylabel("TFLOP per training step (batch 1)")
     ax.set_title("LLaVA-NeXT-Video-7B + SigLIP-so400m: base step vs auxiliary objective (analytic)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    report.save_figure(fig, path)
 
 
 if __name__ == "__main__":

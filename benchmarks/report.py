@@ -37,3 +37,20 @@ def write_json(name: str, payload: dict) -> Path:
     with open(path, "w") as f:
         json.dump(payload, f, indent=2, default=str)
     return path
+
+
+def pyplot():
+    """`matplotlib.pyplot` on the non-interactive Agg backend (imported only when a figure is drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay the figure out, write it to `path` as a 110-dpi PNG, and close it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)

@@ -23,14 +23,15 @@ TEXT_IDS_BELOW = 60
 """Random text ids of `video_batch` are drawn from 1..59 (no placeholder, no special token beyond 0..3's meaning)."""
 
 
-def load_script(name: str) -> ModuleType:
-    """`scripts/<name>.py` imported as the module `name` (once per process, like `import name` with `scripts/` on
-    `sys.path`: a script that imports a sibling, as `train` imports `video_data`, shares the one module object)."""
+def load_script(name: str, folder: str = "scripts") -> ModuleType:
+    """`<folder>/<name>.py` of the repository (`scripts/` or `benchmarks/`) imported as the module `name`, once per
+    process, like `import name` with the folder on `sys.path`: a script that imports a sibling, as `train` imports
+    `video_data`, shares the one module object."""
     if name in sys.modules:
         return sys.modules[name]
-    path = ROOT / "scripts" / f"{name}.py"
+    path = ROOT / folder / f"{name}.py"
     if not path.is_file():
-        raise ValueError(f"`name` must be a script of {ROOT / 'scripts'}, got {name!r} (no {path})")
+        raise ValueError(f"`name` must be a file of {ROOT / folder}, got {name!r} (no {path})")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

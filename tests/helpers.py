@@ -1,15 +1,17 @@
-"""Tiny random LLaVA-NeXT-AR models and inputs for the tests (built by `llava_next_ar.tiny_models`, no downloads),
-the repository root, and importing a script of `scripts/`."""
+"""What the tests share: tiny random LLaVA-NeXT-AR models, inputs and datasets (built by `llava_next_ar.tiny_models`,
+no downloads), the base-model twin of a model, the repository root, and importing a script of `scripts/` or
+`benchmarks/`. The distributed workers (`tests/distributed/`) import from here, never from a test module."""
 
+import copy
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import torch
+from transformers import LlavaNextVideoForConditionalGeneration
 
-from llava_next_ar import LlavaNextARConfig, LlavaNextARForConditionalGeneration
-from llava_next_ar import tiny_models
+from llava_next_ar import LlavaNextARConfig, LlavaNextARForConditionalGeneration, tiny_models
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +58,12 @@ def tiny_model(dtype=torch.float64, seed: int = 0, **autoregressive_config) -> L
     torch.manual_seed(seed)
     model = LlavaNextARForConditionalGeneration(tiny_config(**autoregressive_config))
     return model.to(dtype).eval()
+
+
+def base_twin(model: LlavaNextARForConditionalGeneration) -> LlavaNextVideoForConditionalGeneration:
+    """The stock `LlavaNextVideoForConditionalGeneration` of `model` (its `export_base_model()`: teacher and predictor
+    dropped) with its own copy of the weights, so that its gradients are its own."""
+    return copy.deepcopy(model.export_base_model())
 
 
 def video_batch(**kwargs) -> dict:

@@ -1,6 +1,5 @@
 """The model behaves like any transformers model, and the objective does what DESIGN.md says."""
 
-import copy
 import inspect
 import logging
 
@@ -8,18 +7,12 @@ import pytest
 import torch
 from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
 
-from helpers import tiny_config, tiny_model, video_batch
+from helpers import base_twin, tiny_config, tiny_model, video_batch
 from llava_next_ar import (
     LlavaNextARConfig,
     LlavaNextARForConditionalGeneration,
     create_autoregressive_reconstruction_module,
 )
-
-
-def base_twin(model):
-    """The stock LlavaNextVideoForConditionalGeneration of the model (`export_base_model`: teacher and predictor
-    dropped) with its own copy of the weights, so that its gradients are its own."""
-    return copy.deepcopy(model.export_base_model())
 
 
 def grads(model):

@@ -120,3 +120,7 @@ def main(plain_dir: str, output: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from train import exit_without_finalizing  # what train.py does at the end of a launched process
+
+    exit_without_finalizing()

@@ -25,9 +25,8 @@ from transformers import (
 from helpers import ROOT, load_script, tiny_config, tiny_model, video_batch
 from llava_next_ar import LlavaNextARForConditionalGeneration
 from llava_next_ar.model_card_llava_next_ar import PIPELINE_TAG, REPO_ID_PLACEHOLDER
-from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
 from test_hub import FAKE_TOKEN, NO_NETWORK, FakeHfApi, run_as_stranger
-from tiny_tokenizer import tiny_tokenizer
+from tiny_tokenizer import tiny_processor
 
 
 AR_REPO_ID = "tiny-org/llava-next-ar-tiny-finetuned"
@@ -79,7 +78,7 @@ def exported(tmp_path_factory):
     with torch.no_grad():
         for parameter in model.model.vision_tower.parameters():
             parameter.add_(0.01)
-    processor = LlavaNextARProcessor.from_model_config(model.config, tiny_tokenizer())
+    processor = tiny_processor(model.config)
     ar, out = root / "ar", root / "out"
     model.save_pretrained(ar)
     processor.save_pretrained(ar)
@@ -426,7 +425,7 @@ def test_export_refuses_a_model_the_stock_processor_cannot_feed(tmp_path, capsys
     model = LlavaNextARForConditionalGeneration(config)
     source = tmp_path / "source"
     model.save_pretrained(source)
-    LlavaNextARProcessor.from_model_config(config, tiny_tokenizer()).save_pretrained(source)
+    tiny_processor(config).save_pretrained(source)
     assert export_script.main([str(source), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "spatial_pool_stride=4" in err and "would give 4" in err

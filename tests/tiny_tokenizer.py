@@ -1,4 +1,4 @@
-"""A tiny word-level tokenizer built offline, with ids that match `helpers.tiny_model()`.
+"""A tiny word-level tokenizer built offline, with ids that match `helpers.tiny_model()`, and the processor on it.
 
 Vocabulary (64 ids, `helpers.VOCAB`): `<pad>`=0, `<unk>`=1, `<s>`=2, `</s>`=3, chat words and filler words 4..61,
 `<image>`=62 (`helpers.IMAGE_TOKEN`), `<video>`=63 (`helpers.VIDEO_TOKEN`). `<image>` and `<video>` are added special
@@ -7,7 +7,8 @@ tokens, so a run like `<video><video><video>` (the processor's placeholder expan
 
 from transformers import PreTrainedTokenizerFast
 
-from helpers import IMAGE_TOKEN, VIDEO_TOKEN, VOCAB
+from helpers import IMAGE_TOKEN, VIDEO_TOKEN, VOCAB, tiny_config
+from llava_next_ar import LlavaNextARConfig, LlavaNextARProcessor
 from llava_next_ar.tiny_models import SPECIAL_TOKENS, word_level_tokenizer
 
 
@@ -49,3 +50,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer = word_level_tokenizer(tiny_vocab(), CHAT_TEMPLATE)
     assert tokenizer.convert_tokens_to_ids(["<pad>", "<image>", "<video>"]) == [0, IMAGE_TOKEN, VIDEO_TOKEN]
     return tokenizer
+
+
+def tiny_processor(config: LlavaNextARConfig | None = None, **settings) -> LlavaNextARProcessor:
+    """`LlavaNextARProcessor.from_model_config` for `config` (default `helpers.tiny_config()`) and `tiny_tokenizer()`;
+    `settings` override the processor settings the config gives."""
+    return LlavaNextARProcessor.from_model_config(config or tiny_config(), tiny_tokenizer(), **settings)

@@ -16,7 +16,11 @@
 import transformers
 from transformers import AutoConfig, AutoModelForImageTextToText
 
-from .configuration_llava_next_ar import AUTOREGRESSIVE_CONFIG_DEFAULTS, LlavaNextARConfig, validate_autoregressive_config
+from .configuration_llava_next_ar import (
+    AUTOREGRESSIVE_CONFIG_DEFAULTS,
+    LlavaNextARConfig,
+    validate_autoregressive_config,
+)
 from .modeling_llava_next_ar import (
     LlavaNextARCausalLMOutputWithPast,
     LlavaNextARForConditionalGeneration,
@@ -44,3 +48,21 @@ transformers.AutoVideoProcessor.register(LlavaNextARConfig, LlavaNextARVideoProc
 transformers.AutoProcessor.register(LlavaNextARConfig, LlavaNextARProcessor, exist_ok=True)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AUTOREGRESSIVE_CONFIG_DEFAULTS",
+    "FrameLevelMaskGenerator",
+    "LlavaNextARCausalLMOutputWithPast",
+    "LlavaNextARConfig",
+    "LlavaNextARForConditionalGeneration",
+    "LlavaNextARPredictor",
+    "LlavaNextARProcessor",
+    "LlavaNextARReconstructionModule",
+    "LlavaNextARVideoProcessor",
+    "SampledVideo",
+    "VideoFrameSampler",
+    "create_autoregressive_reconstruction_module",
+    "create_frame_position_ids",
+    "frame_attention_pattern",
+    "validate_autoregressive_config",
+]

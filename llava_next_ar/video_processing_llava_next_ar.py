@@ -93,7 +93,8 @@ def _to_tensor(value: Any, where: str) -> torch.Tensor:
     try:
         return torch.as_tensor(value if all(stride >= 0 for stride in value.strides) else value.copy())
     except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"`{where}` must hold numeric pixel values (uint8 or float), got {_describe(value)}") from error
+        message = f"`{where}` must hold numeric pixel values (uint8 or float), got {_describe(value)}"
+        raise ValueError(message) from error
 
 
 class LlavaNextARVideoProcessorKwargs(VideosKwargs, total=False):
@@ -181,7 +182,8 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
         for key in ("merge_strategy", "short_clip"):
             given[key] = AUTOREGRESSIVE_CONFIG_DEFAULTS[key] if given[key] is None else given[key]
         given["frame_sampling"] = given["frame_sampling"] or "all"
-        given["decode_timeout"] = DEFAULT_DECODE_TIMEOUT if given["decode_timeout"] is None else given["decode_timeout"]
+        if given["decode_timeout"] is None:
+            given["decode_timeout"] = DEFAULT_DECODE_TIMEOUT
         for key, value in given.items():
             setattr(self, key, value)
         self.validate_settings()
@@ -433,7 +435,8 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
         try:
             union, llm = self.sample_frame_indices(source.numel())
         except ValueError as error:
-            raise ClipTooShortError(f"{source.numel()} sampled frames, too few for the frame sampler: {error}") from error
+            message = f"{source.numel()} sampled frames, too few for the frame sampler: {error}"
+            raise ClipTooShortError(message) from error
         video_frame_indices, llm_frame_indices = source[union], source[llm]
         size = self.working_size(index.height, index.width)
         frames = read_frames(index, video_frame_indices.tolist(), size, self.decode_timeout)
@@ -476,14 +479,14 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
             unknown = set(value) - {"path", "video", "start_frame", "num_frames"}
             if unknown:
                 raise ValueError(
-                    f"`{where}`: a clip given as a mapping takes `path` and optionally `start_frame` and `num_frames`, "
-                    f"got {sorted(value)}"
+                    f"`{where}`: a clip given as a mapping takes `path` and optionally `start_frame` and "
+                    f"`num_frames`, got {sorted(value)}"
                 )
             paths: list = []
             self._collect_clips(value.get("path", value.get("video")), where, paths)
             if len(paths) != 1 or not isinstance(paths[0], str):
                 raise ValueError(f"`{where}`: a clip given as a mapping needs `path`, a local video file")
-            clips.append({"path": paths[0], "start_frame": value.get("start_frame"), "num_frames": value.get("num_frames")})
+            clips.append({"path": paths[0], **{key: value.get(key) for key in ("start_frame", "num_frames")}})
         elif isinstance(value, torch.Tensor) or is_numpy_array(value):
             if value.ndim == 5:
                 clips.extend(self._clip_tensor(value[index], f"{where}[{index}]") for index in range(value.shape[0]))
@@ -530,7 +533,9 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
     # ------------------------------------------------------------------------------------------------------------
     # Preprocessing
 
-    def _sample_clip(self, clip, where: str, metadata: VideoMetadata | None, layout, sample_indices_fn) -> SampledVideo:
+    def _sample_clip(
+        self, clip, where: str, metadata: VideoMetadata | None, layout, sample_indices_fn
+    ) -> SampledVideo:
         """One clip of `make_clips` as the frames the processor uses (channels first) and their source indices."""
         if isinstance(clip, (str, dict)):
             path, window = (clip["path"], clip) if isinstance(clip, dict) else (clip, {})
@@ -565,7 +570,8 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
         try:
             union, llm = self.sample_frame_indices(frames.shape[0])
         except ValueError as error:
-            raise ValueError(f"`{where}` has {frames.shape[0]} frames, too few for the frame sampler: {error}") from error
+            message = f"`{where}` has {frames.shape[0]} frames, too few for the frame sampler: {error}"
+            raise ValueError(message) from error
         metadata.frames_indices = source[llm].tolist()
         frames = frames if len(union) == frames.shape[0] else frames[union]  # union is sorted, unique
         return SampledVideo(frames, source[union], source[llm], metadata)

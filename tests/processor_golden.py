@@ -128,7 +128,9 @@ def cases() -> dict:
             _processor(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=3), text=PROMPT,
             videos=CARPHONE, do_sample_frames=True, num_frames=12, return_metadata=True,
         ),
-        "path_every_frame_auto_preset": lambda: _call(_processor(fast_slow_preset="auto"), text=PROMPT, videos=CARPHONE),
+        "path_every_frame_auto_preset": lambda: _call(
+            _processor(fast_slow_preset="auto"), text=PROMPT, videos=CARPHONE
+        ),
         "path_frame_sampling_uniform": lambda: _call(
             _with(_processor(), frame_sampling="uniform", sampling_num_frames=6), text=PROMPT, videos=CARPHONE,
             return_metadata=True,
@@ -154,7 +156,9 @@ def cases() -> dict:
         "video_without_text": lambda: _call(_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2),
                                             videos=clip6),
         "error_empty_list": lambda: _call(_processor(), text=PROMPT, videos=[]),
-        "error_empty_clip": lambda: _call(_processor(), text=PROMPT, videos=torch.zeros(0, 8, 8, 3, dtype=torch.uint8)),
+        "error_empty_clip": lambda: _call(
+            _processor(), text=PROMPT, videos=torch.zeros(0, 8, 8, 3, dtype=torch.uint8)
+        ),
         "error_rank_6": lambda: _call(
             _processor(), text=PROMPT, videos=torch.zeros(8, 8, 3, dtype=torch.uint8)[None, None, None]
         ),
@@ -170,7 +174,8 @@ def cases() -> dict:
             _processor(), text=PROMPT, videos=[torch.zeros(4, 8, 8, 3, dtype=torch.uint8), "/no/such/clip.mp4"]
         ),
         "error_frames_of_different_shapes": lambda: _call(
-            _processor(), text=PROMPT, videos=[torch.zeros(8, 8, 3, dtype=torch.uint8), torch.zeros(8, 9, 3, dtype=torch.uint8)]
+            _processor(), text=PROMPT,
+            videos=[torch.zeros(8, 8, 3, dtype=torch.uint8), torch.zeros(8, 9, 3, dtype=torch.uint8)],
         ),
         "error_mapping_with_unknown_keys": lambda: _call(
             _processor(), text=PROMPT, videos={"path": CARPHONE, "stride": 2}

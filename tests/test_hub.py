@@ -197,7 +197,8 @@ def test_model_card_describes_the_config(checkpoints):
     assert card == model_card(config)
     for key, value in config.autoregressive_config.items():
         assert f"| `{key}` | `{json.dumps(value)}` |" in card
-        assert f"| `{key}` | `{json.dumps(value)}` | |" not in card and f"| `{key}` | `{json.dumps(value)}` |  |" not in card
+        row = f"| `{key}` | `{json.dumps(value)}` |"
+        assert f"{row} |" not in card and f"{row}  |" not in card
     width = config.autoregressive_config["predictor_hidden_size"]
     assert f"heads at width {width}, cross-attending to the LLM (width 32)" in card
     assert f"| video tokens per frame | {config.video_tokens_per_frame} |" in card

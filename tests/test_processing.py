@@ -320,7 +320,7 @@ def test_saved_processor_carries_its_code_and_loads_through_the_auto_classes(tmp
     assert saved["auto_map"]["AutoProcessor"] == "processing_llava_next_ar.LlavaNextARProcessor"
     video = saved["video_processor"]
     assert video["auto_map"]["AutoVideoProcessor"] == "video_processing_llava_next_ar.LlavaNextARVideoProcessor"
-    assert video["use_fast_slow_frames"] is True and "use_fast_slow_frames" not in saved  # one place: the video processor
+    assert video["use_fast_slow_frames"] is True and "use_fast_slow_frames" not in saved  # saved once
     loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     video_processor = AutoVideoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded) is LlavaNextARProcessor and type(video_processor) is LlavaNextARVideoProcessor

@@ -30,7 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_conversion_registry_knows_llava_next_video():
     """Plain LLaVA-NeXT-Video checkpoints use the legacy key layout: the model registers the base's renamings."""
-    from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+    from transformers.conversion_mapping import (
+        get_checkpoint_conversion_mapping,
+        register_checkpoint_conversion_mapping,
+    )
 
     assert get_checkpoint_conversion_mapping("llava_next_video")
     assert "overwrite" in inspect.signature(register_checkpoint_conversion_mapping).parameters
@@ -57,8 +60,8 @@ def test_base_forward_takes_precomputed_video_features():
 
 
 def test_output_hidden_states_selects_layers_by_index():
-    """The teacher asks its tower for only `vision_feature_layer`, and the model asks the LLM for only its last (normed)
-    hidden state, by passing indices as `output_hidden_states`."""
+    """The teacher asks its tower for only `vision_feature_layer`, and the model asks the LLM for only its last
+    (normed) hidden state, by passing indices as `output_hidden_states`."""
     model = tiny_model()
     batch = video_batch()
     tower = model.model.vision_tower
@@ -152,7 +155,8 @@ def test_video_processor_hooks():
 
 
 def test_save_pretrained_writes_the_current_key_layout_on_request():
-    """`save_pretrained(save_original_format=False)` keeps the module key names (Trainer resumes without conversion)."""
+    """`save_pretrained(save_original_format=False)` keeps the module key names (Trainer resumes without
+    conversion)."""
     assert "save_original_format" in inspect.signature(PreTrainedModel.save_pretrained).parameters
 
 
@@ -201,7 +205,8 @@ def test_remote_code_checks_the_version_at_import(installed):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     if installed == "5.22.0":
         assert result.returncode != 0 and "imported" not in result.stdout
-        assert f"ImportError: LLaVA-NeXT-AR needs transformers>=5.23.0; transformers {installed} is installed" in result.stderr
+        message = f"ImportError: LLaVA-NeXT-AR needs transformers>=5.23.0; transformers {installed} is installed"
+        assert message in result.stderr
     else:
         assert result.returncode == 0 and "imported" in result.stdout
         assert result.stderr.count(f"transformers {installed} is installed. It may work") == 1
@@ -209,8 +214,8 @@ def test_remote_code_checks_the_version_at_import(installed):
 
 @pytest.mark.parametrize("name", ["configuration", "modeling", "processing", "video_processing", "model_card"])
 def test_the_remote_code_loader_finds_no_import_a_user_may_lack(name):
-    """`trust_remote_code` refuses a file whose `import` lines (anywhere, outside try/except) name a package that is not
-    installed: an optional one (deepspeed, used under ZeRO-3 only) must not appear as an `import` statement."""
+    """`trust_remote_code` refuses a file whose `import` lines (anywhere, outside try/except) name a package that is
+    not installed: an optional one (deepspeed, used under ZeRO-3 only) must not appear as an `import` statement."""
     from transformers.dynamic_module_utils import get_imports
 
     path = ROOT / "llava_next_ar" / f"{name}_llava_next_ar.py"

@@ -47,6 +47,18 @@ convert_script = load_script("convert_llava_next_video")
 push_script = load_script("push_to_hub")
 
 
+def run_export(*args) -> subprocess.CompletedProcess:
+    """`python scripts/export_base.py *args` in a new process; it must succeed. Returns what it printed."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export_base.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
 def video_chat(clip) -> list[dict]:
     """A user message with a decoded clip and a question (a new list each time: chat templating edits messages)."""
     text = {"type": "text", "text": "what happens ?"}
@@ -83,13 +95,7 @@ def exported(tmp_path_factory):
     model.save_pretrained(ar)
     processor.save_pretrained(ar)
 
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "export_base.py"), str(ar), str(out), "--base-model", AR_REPO_ID],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_export(ar, out, "--base-model", AR_REPO_ID)
 
     clip = torch.randint(0, 256, (6, 40, 48, 3), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
     stock = AutoProcessor.from_pretrained(out)
@@ -354,13 +360,7 @@ def test_export_from_a_lora_adapter_merges_it_first(exported, tmp_path):
     peft_model.save_pretrained(adapter)
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(exported["ar"])
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "export_base.py"), str(adapter), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_export(adapter, out)
     merged_line = f"merged the LORA adapter into {exported['ar']} with peft's merge_and_unload, then exported"
     assert merged_line in result.stdout
     assert sorted(path.name for path in out.iterdir()) == EXPORT_FILES  # processor taken from the base checkpoint

@@ -27,7 +27,7 @@ import torch
 from transformers import LlavaNextVideoVideoProcessor
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import ChannelDimension, infer_channel_dimension_format, is_pil_image
-from transformers.processing_utils import VideosKwargs
+from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.utils import is_numpy_array
 from transformers.video_utils import VideoMetadata, is_valid_video
 
@@ -158,7 +158,7 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
     FAST_SLOW_PRESET_MIN_FRAMES: dict[str, int] = {"short": 1, "medium": 30, "long": 61}
     """Shortest clip (frames) for which `fast_slow_preset="auto"` picks each preset."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Unpack[LlavaNextARVideoProcessorKwargs]):
         given = {key: kwargs.pop(key, None) for key in SETTING_KEYS}
         super().__init__(**kwargs)
         self.fast_slow_preset = preset_name = given.pop("fast_slow_preset")
@@ -181,9 +181,8 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
             given.update({key: AUTOREGRESSIVE_CONFIG_DEFAULTS[key] for key in PRESET_KEYS if given[key] is None})
         for key in ("merge_strategy", "short_clip"):
             given[key] = AUTOREGRESSIVE_CONFIG_DEFAULTS[key] if given[key] is None else given[key]
-        given["frame_sampling"] = given["frame_sampling"] or "all"
-        if given["decode_timeout"] is None:
-            given["decode_timeout"] = DEFAULT_DECODE_TIMEOUT
+        for key, default in (("frame_sampling", "all"), ("decode_timeout", DEFAULT_DECODE_TIMEOUT)):
+            given[key] = default if given[key] is None else given[key]
         for key, value in given.items():
             setattr(self, key, value)
         self.validate_settings()
@@ -576,7 +575,7 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
         frames = frames if len(union) == frames.shape[0] else frames[union]  # union is sorted, unique
         return SampledVideo(frames, source[union], source[llm], metadata)
 
-    def preprocess(self, videos, **kwargs) -> BatchFeature:
+    def preprocess(self, videos, **kwargs: Unpack[LlavaNextARVideoProcessorKwargs]) -> BatchFeature:
         """
         Choose each clip's frames (see the class docstring), preprocess each distinct frame once with the base
         pipeline (`do_sample_frames=False`: sampling is done here), then gather the LLM's frames.

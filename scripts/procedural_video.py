@@ -265,8 +265,9 @@ def render(scene: Scene) -> np.ndarray:
     return np.stack(frames)
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
-    """Encode `[T, H, W, 3]` uint8 frames as H.264 (yuv444p, near-lossless) with PyAV."""
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8, gop: int | None = None) -> Path:
+    """Encode `[T, H, W, 3]` uint8 frames as H.264 (yuv444p, near-lossless) with PyAV; a keyframe every `gop` frames
+    (default: only the first; a reader of a window in a long clip then decodes from frame 0)."""
     import av
 
     path = Path(path)
@@ -275,7 +276,7 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv444p"  # no chroma subsampling: small coloured shapes keep their colour
-        stream.options = {"preset": "ultrafast", "crf": "4", "g": str(len(frames))}
+        stream.options = {"preset": "ultrafast", "crf": "4", "g": str(gop or len(frames))}
         for array in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
                 container.mux(packet)

@@ -95,6 +95,10 @@ def test_mp4_round_trips_through_pyav(tmp_path):
     assert decoded.shape == frames.shape
     error = np.abs(decoded.astype(int) - frames.astype(int))
     assert error.mean() < 2 and error.max() < 20
+    assert len(index_video(str(path)).keyframe_pts) == 1  # one keyframe by default
+    gop = pv.write_mp4(frames, tmp_path / "gop.mp4", gop=4)
+    assert len(index_video(str(gop)).keyframe_pts) == 3  # frames 0, 4, 8
+    assert np.abs(decode_all_frames(gop).numpy().astype(int) - frames.astype(int)).mean() < 2
 
 
 def test_manifest_rows_and_shuffle_control(tmp_path):

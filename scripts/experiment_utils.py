@@ -8,6 +8,7 @@ plot plumbing of their reports. Nothing here decides what a result means.
 """
 
 import contextlib
+import json
 import math
 import statistics
 import sys
@@ -49,6 +50,30 @@ def describe(overrides: dict) -> str:
     if overrides.get("enabled") is False:
         return "enabled=False"
     return ", ".join(f"{key}={overrides[key]}" for key in EXPLICIT_KEYS)
+
+
+def train_argv(settings: dict, seed: int, max_steps: int, manifest: Path, output_dir: Path,
+               autoregressive_config: dict) -> list[str]:
+    """`scripts/train.py` flags shared by the evidence scripts' runs: the tiny model of `settings`, trained on the
+    windows of `manifest` on the CPU, no plots, only `autoregressive_config` differing between variants."""
+    return [
+        "--output_dir", str(output_dir),
+        "--seed", str(seed),
+        "--max_steps", str(max_steps),
+        "--per_device_train_batch_size", str(settings["batch_size"]),
+        "--learning_rate", str(settings["learning_rate"]),
+        "--warmup_steps", str(settings["warmup_steps"]),
+        "--logging_steps", str(settings["logging_steps"]),
+        "--report_to", "none", "--use_cpu", "True", "--dataloader_num_workers", "0", "--disable_tqdm", "True",
+        "--plots", "False",
+        "--train_manifest", str(manifest),
+        "--num_frames", str(settings["num_frames"]),
+        "--on_decode_error", "raise",
+        "--tiny_image_size", str(settings["tiny_image_size"]),
+        "--tiny_patch_size", str(settings["tiny_patch_size"]),
+        "--tiny_hidden_size", str(settings["tiny_hidden_size"]),
+        "--autoregressive_config", json.dumps(autoregressive_config),
+    ]
 
 
 def run_training(argv: list[str], log_path: Path):

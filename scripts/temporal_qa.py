@@ -106,25 +106,13 @@ _DEFAULT = {
 }
 SETTINGS = {
     "default": _DEFAULT,
+    # the smoke run (tests): the default with a tiny model, data and step counts
     "quick": {
-        **_DEFAULT,
-        "seeds": [0],
-        "train_clips": 8,
-        "heldout_clips": 4,
-        "in_sample_clips": 4,
-        "num_frames": 6,
-        "size": 32,
-        "max_steps": 3,
-        "batch_size": 4,
-        "learning_rate": 2e-3,
-        "warmup_steps": 0,
-        "logging_steps": 1,
-        "tiny_image_size": 32,
-        "tiny_patch_size": 16,
-        "tiny_hidden_size": 32,
-        "fast_slow": {"num_fast": 3, "num_slow": 3, "fast_stride": 1, "slow_stride": 2},
-        "autoregressive": {"loss_weight": 0.1, "num_hist": 3, "num_heads": 4, "num_layers": 1},
-        "eval_batch_size": 8,
+        **_DEFAULT, "seeds": [0], "train_clips": 8, "heldout_clips": 4, "in_sample_clips": 4, "num_frames": 6,
+        "size": 32, "max_steps": 3, "batch_size": 4, "learning_rate": 2e-3, "warmup_steps": 0, "logging_steps": 1,
+        "tiny_image_size": 32, "tiny_patch_size": 16, "tiny_hidden_size": 32,
+        "fast_slow": {**_DEFAULT["fast_slow"], "num_fast": 3, "num_slow": 3},
+        "autoregressive": {**_DEFAULT["autoregressive"], "num_layers": 1}, "eval_batch_size": 8,
         "part_variants": {**_DEFAULT["part_variants"], "seed_variants": ["seed_full"], "long": ["disabled"]},
         "long_steps": 4,
     },
@@ -257,24 +245,9 @@ def initial_checkpoints(seed: int, settings: dict, words: list[str], variants: l
 
 def train_argv(variant: str, seed: int, settings: dict, manifest: Path, output_dir: Path) -> list[str]:
     """`scripts/train.py` flags of one run (the same for every variant except `autoregressive_config`)."""
-    return [
-        "--output_dir", str(output_dir), "--overwrite_output_dir", "True",
-        "--seed", str(seed),
-        "--max_steps", str(settings["max_steps"]),
-        "--per_device_train_batch_size", str(settings["batch_size"]),
-        "--learning_rate", str(settings["learning_rate"]),
-        "--warmup_steps", str(settings["warmup_steps"]),
-        "--logging_steps", str(settings["logging_steps"]),
-        "--report_to", "none", "--use_cpu", "True", "--dataloader_num_workers", "0", "--disable_tqdm", "True",
-        "--save_strategy", "no", "--plots", "False",
-        "--train_manifest", str(manifest),
-        "--num_frames", str(settings["num_frames"]),
-        "--on_decode_error", "raise",
-        "--tiny_image_size", str(settings["tiny_image_size"]),
-        "--tiny_patch_size", str(settings["tiny_patch_size"]),
-        "--tiny_hidden_size", str(settings["tiny_hidden_size"]),
-        "--autoregressive_config", json.dumps(variant_config(variant, settings)),
-    ]
+    return utils.train_argv(settings, seed, settings["max_steps"], manifest, output_dir,
+                            variant_config(variant, settings)) + ["--overwrite_output_dir", "True",
+                                                                  "--save_strategy", "no"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ The training data path (decode + sample + processor + collate) against clip leng
 Clips are generated here with PyAV (H.264, 30 fps, a keyframe every 60 frames, moving shapes over noise) at 720p and
 1080p and 10 / 60 / 300 s, plus the built-in clips. `ours` decodes in the decoder process that bounds each clip's time
 (`decode_timeout`); `decoder_process_overhead` measures that against the same decode in the loader's own process.
-Each (path, clip) runs in a fresh process, so the peak RSS (`ru_maxrss` of that child) is the path's own. Then clips/s with 0 and 2 DataLoader workers for `ours`, and clips/s
+Each (path, clip) runs in a fresh process, so the peak RSS (`ru_maxrss` of that child) is the path's own (for `ours`,
+plus its decoder process's, reported apart). Then clips/s with 0 and 2 DataLoader workers for `ours`, and clips/s
 per core next to the measured training step of the tiny model and the 7B-shaped CPU spec (`bench_step.json`).
 
     python benchmarks/bench_data.py                      # 10/60/300 s at 720p and 1080p (~15 min, most of it writing clips)
@@ -122,8 +123,15 @@ def one_clip(method: str, path: str, size: int, frames: int, repeats: int) -> di
         times.append(time.perf_counter() - start)
         assert batch["video_frames"].shape[1] == frames
     times.sort()
-    return {"seconds": times[len(times) // 2], "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "baseline_rss_mib": baseline / 1024}
+    decoder_peak = 0.0
+    if method == "ours":  # its decoding ran in the decoder process: that process's own peak (Linux: VmHWM)
+        from llava_next_ar import video_decoding_llava_next_ar as decoding
+
+        status = Path(f"/proc/{decoding._decoder_process().process.pid}/status").read_text()
+        decoder_peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": times[len(times) // 2], "peak_rss_mib": peak, "baseline_rss_mib": baseline / 1024,
+            "decoder_peak_rss_mib": decoder_peak}
 
 
 def in_child(method: str, path: str, size: int, frames: int, repeats: int) -> dict:
@@ -159,28 +167,36 @@ def loader_rate(path: str, size: int, frames: int, workers: int, clips: int) -> 
 def decoder_process_overhead(path: str, size: int, frames: int, repeats: int = 7) -> dict:
     """What the hard decode bound costs per clip: `index_video` + `read_frames` of the processor's sampled frames at
     its working size, in this process (`timeout=None`, no bound) against in the decoder process (`timeout`: killed at
-    the limit), alternating, median seconds of `repeats`; plus the first call's start of the decoder process."""
+    the limit), alternating; median wall seconds of `repeats`, and CPU seconds (this process + the decoder process:
+    less sensitive to other jobs than wall time); plus the first call's start of the decoder process."""
     import torch
 
-    from llava_next_ar.video_decoding_llava_next_ar import index_video, output_size, read_frames
+    from llava_next_ar import video_decoding_llava_next_ar as decoding
+
+    def decoder_cpu_seconds() -> float:  # Linux: utime + stime of the decoder process, /proc/<pid>/stat
+        fields = Path(f"/proc/{decoding._decoder_process().process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     torch.set_num_threads(1)
     processor = build_processor(size, frames)
     start = time.perf_counter()
-    index = index_video(path, timeout=120.0)  # starts the decoder process
+    index = decoding.index_video(path, timeout=120.0)  # starts the decoder process
     first_call = time.perf_counter() - start
     wanted = processor.clip_frame_indices(index.num_frames).tolist()
-    working = output_size(index.height, index.width, size)
-    times = {"in_process": [], "decoder_process": []}
+    working = decoding.output_size(index.height, index.width, size)
+    wall, cpu = {"in_process": [], "decoder_process": []}, {"in_process": 0.0, "decoder_process": 0.0}
     for _ in range(repeats):
         for name, timeout in (("in_process", None), ("decoder_process", 120.0)):
-            start = time.perf_counter()
-            read_frames(index_video(path, timeout=timeout), wanted, working, timeout=timeout)
-            times[name].append(time.perf_counter() - start)
-    median = {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+            start, start_cpu, start_decoder = time.perf_counter(), time.process_time(), decoder_cpu_seconds()
+            decoding.read_frames(decoding.index_video(path, timeout=timeout), wanted, working, timeout=timeout)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name] += time.process_time() - start_cpu + decoder_cpu_seconds() - start_decoder
+    median = {name: sorted(values)[len(values) // 2] for name, values in wall.items()}
     return {**{f"{name}_seconds": value for name, value in median.items()},
+            **{f"{name}_cpu_seconds": value / repeats for name, value in cpu.items()},
             "overhead_seconds": median["decoder_process"] - median["in_process"],
-            "ratio": median["decoder_process"] / median["in_process"], "first_call_seconds": first_call,
+            "ratio": median["decoder_process"] / median["in_process"],
+            "cpu_ratio": cpu["decoder_process"] / cpu["in_process"], "first_call_seconds": first_call,
             "clip": path, "frames": len(wanted), "size": list(working)}
 
 
@@ -271,22 +287,25 @@ def main() -> None:
         spec_step = next((row["ar_seconds"] for row in spec["rows"] if row["case"] == "default" and row["T"] == 16
                           and row["P"] == 729), None)
     payload = {"benchmark": "bench_data", "args": vars(args), "rows": rows, "loader_clips_per_s": workers,
-               "loader_clip": probe, "decoder_process_overhead": overhead, "tiny_step_seconds": step, "spec_7b_shaped_step_seconds": spec_step,
-               "cores": os.cpu_count()}
+               "loader_clip": probe, "decoder_process_overhead": overhead, "tiny_step_seconds": step,
+               "spec_7b_shaped_step_seconds": spec_step, "cores": os.cpu_count()}
     print()
-    print("| clip | path | s/clip | clips/s | peak RSS MiB | of it the data path MiB |")
-    print("|---|---|---|---|---|---|")
+    print("| clip | path | s/clip | clips/s | peak RSS MiB | of it the data path MiB | decoder process MiB |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['clip']} | {row['method']} | {row['seconds']:.3f} | {row['clips_per_s']:.2f} | "
-              f"{row['peak_rss_mib']:.0f} | {row['peak_rss_mib'] - row['baseline_rss_mib']:.0f} |")
+              f"{row['peak_rss_mib']:.0f} | {row['peak_rss_mib'] - row['baseline_rss_mib']:.0f} | "
+              f"{row['decoder_peak_rss_mib']:.0f} |")
     print()
     per_core = workers[0]  # 0 workers: the main process, one decode thread per clip at a time
     print(f"ours through a DataLoader on {Path(probe).name}: {workers[0]:.2f} clips/s with 0 workers, "
           f"{workers[2]:.2f} with 2 workers ({os.cpu_count()} cores)")
+    ms = {key: value * 1000 for key, value in overhead.items() if key.endswith("seconds")}
     print(f"hard decode bound on {Path(probe).name} ({overhead['frames']} frames at {overhead['size']}): "
-          f"{overhead['in_process_seconds'] * 1000:.1f} ms in process, {overhead['decoder_process_seconds'] * 1000:.1f} "
-          f"ms in the decoder process ({overhead['ratio']:.2f}x, +{overhead['overhead_seconds'] * 1000:.1f} ms per "
-          f"clip); starting the decoder process: {overhead['first_call_seconds']:.2f} s once per loader process")
+          f"{ms['in_process_seconds']:.0f} ms in process, {ms['decoder_process_seconds']:.0f} ms in the decoder "
+          f"process ({overhead['ratio']:.2f}x wall); CPU {ms['in_process_cpu_seconds']:.0f} vs "
+          f"{ms['decoder_process_cpu_seconds']:.0f} ms ({overhead['cpu_ratio']:.2f}x); starting the decoder process: "
+          f"{overhead['first_call_seconds']:.2f} s once per loader process")
     print(f"tiny model step (batch 4): {step:.3f} s -> needs {4 / step:.1f} clips/s = "
           f"{4 / step / per_core:.1f} loader cores at {per_core:.2f} clips/s per core")
     if spec_step:

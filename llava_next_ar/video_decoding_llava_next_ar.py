@@ -36,6 +36,7 @@ import importlib
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -369,6 +370,7 @@ def _serve() -> None:
     """The decoder process's loop: first the parent's `sys.path` (so PyAV is found where the parent finds it), then
     requests on stdin, replies on the original stdout (anything printed goes to stderr). Ends when stdin closes (its
     parent is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the caller, whose exit closes stdin and ends this
     replies = os.dup(1)
     os.dup2(2, 1)
     message = _read_message(0)

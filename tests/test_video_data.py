@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -404,6 +405,23 @@ def test_a_read_blocked_inside_ffmpeg_is_stopped_at_the_time_limit(clips, stalle
     # the decoder process was replaced: the next clip decodes, the same frames as in this process
     index = index_video(str(clips["cfr"]), timeout=30.0)
     assert torch.equal(read_frames(index, [0, 13, 119], timeout=30.0), read_frames(index, [0, 13, 119]))
+
+
+def test_a_decoder_process_that_dies_mid_call_is_an_error_naming_the_file_not_a_crash(clips, stalled_fifo):
+    """What a segfault inside FFmpeg on a damaged file looks like to the caller (here: the process is killed while
+    blocked on the FIFO); the next call starts a new decoder process."""
+    from llava_next_ar import video_decoding_llava_next_ar as decoding
+    from llava_next_ar.video_decoding_llava_next_ar import VideoDecodeError
+
+    index_video(str(clips["cfr"]), timeout=30.0)
+    pid = decoding._decoder_process().process.pid
+    killer = threading.Timer(1.0, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    with pytest.raises(VideoDecodeError, match=r"stalled.mp4: the decoder process ended while indexing it \(exit"):
+        index_video(str(stalled_fifo), timeout=60.0)  # this thread's decoder process, the one killed
+    killer.join()
+    assert index_video(str(clips["cfr"]), timeout=30.0).num_frames == FRAMES
+    assert decoding._decoder_process().process.pid != pid
 
 
 def test_the_decoder_process_reports_missing_and_damaged_files_like_this_process(clips, manifest):

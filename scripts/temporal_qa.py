@@ -690,7 +690,9 @@ def plot(results: dict, path: Path) -> Path:
         axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=3, frameon=False)
     axes[0].set_yticks(y, labels, fontsize=8)
     axes[0].invert_yaxis()
-    figure.suptitle(f"Procedural temporal QA, tiny model, {len(results['settings']['seeds'])} seed(s): "
+    settings = results["settings"]
+    figure.suptitle(f"Procedural temporal QA, tiny model, {settings['max_steps']} steps, loss_weight "
+                    f"{settings['autoregressive']['loss_weight']}, {len(settings['seeds'])} seed(s): "
                     "mean ± std over seeds", fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -72,8 +72,7 @@ def test_zero3_teacher_is_the_tower_after_loading_a_plain_checkpoint_and_buildin
     if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):  # CI installs the [deepspeed] extra
         pytest.importorskip("deepspeed", reason="DeepSpeed is the optional [deepspeed] extra")
     import torch
-    from helpers import tiny_model
-    from test_modeling import base_twin
+    from helpers import base_twin, tiny_model
 
     plain = tmp_path / "plain"
     base_twin(tiny_model(dtype=torch.float32)).to(torch.float32).save_pretrained(plain)

@@ -61,6 +61,7 @@ class Probe(TrainerCallback):
         self.trainer, self.folder, self.report = trainer, folder, {}
 
     def teacher_state(self, model) -> dict[str, torch.Tensor]:
+        model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a LoRA (PEFT) run
         tower, teacher = model.model.vision_tower, model.autoregressive_module.teacher
         with whole([*tower.parameters(), *teacher.parameters()]):
             towers = {name: full(p.detach()).clone() for name, p in tower.named_parameters()}
@@ -85,7 +86,8 @@ class Probe(TrainerCallback):
             if args.process_index == 0:
                 save_file(start, os.environ["PROBE_SAVE_START"])
         self.start = self.teacher_state(model)
-        teacher_ids = {id(p) for p in model.autoregressive_module.teacher.parameters()}
+        teacher = (model.get_base_model() if hasattr(model, "get_base_model") else model).autoregressive_module.teacher
+        teacher_ids = {id(p) for p in teacher.parameters()}
         optimizer = self.trainer.optimizer
         groups = getattr(getattr(optimizer, "optimizer", optimizer), "fp16_groups", None)  # DeepSpeed ZeRO-3
         if groups is None:
@@ -102,7 +104,7 @@ class Probe(TrainerCallback):
             teacher_vs_tower_at_start=max(
                 (self.start["teacher"][n] - self.start["tower"][n]).abs().max().item() for n in self.start["teacher"]
             ),
-            teacher_trainable=any(p.requires_grad for p in model.autoregressive_module.teacher.parameters()),
+            teacher_trainable=any(p.requires_grad for p in teacher.parameters()),
             teacher_in_optimizer=any(id(p) in teacher_ids for group in groups for p in group),
         )
 

@@ -77,18 +77,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write every launch's outcome here")
     parser.add_argument("--keep_failures", type=Path, help="write the output of each failed launch into this folder")
-    parser.add_argument("--core_dumps", type=Path,
-                        help="launch in this folder (kept) with core dumps on: an abort leaves a core file to open with "
-                             "gdb (`gdb python core` then `thread apply all bt`), if the kernel's core_pattern is 'core'")
+    parser.add_argument(
+        "--core_dumps", type=Path,
+        help="launch in this folder (kept) with core dumps on: an abort leaves a core file to open with gdb "
+             "(`gdb python core`, then `thread apply all bt`), if the kernel's core_pattern is 'core'",
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.core_dumps:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # children inherit
+        unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        resource.setrlimit(resource.RLIMIT_CORE, unlimited)  # the launched processes inherit it
         args.core_dumps.mkdir(parents=True, exist_ok=True)
-    with (contextlib.nullcontext(str(args.core_dumps)) if args.core_dumps else tempfile.TemporaryDirectory()) as scratch:
+    folder = contextlib.nullcontext(str(args.core_dumps)) if args.core_dumps else tempfile.TemporaryDirectory()
+    with folder as scratch:
         plain = None
         if args.launch == "fsdp2":
             from test_hub import plain_llava_next_video_checkpoint
@@ -104,7 +108,9 @@ def main() -> None:
                                     text=True, timeout=900, cwd=folder)
             seconds = time.perf_counter() - start
             kind = outcome(result)
-            results.append({"attempt": attempt, "exit": result.returncode, "seconds": round(seconds, 1), "outcome": kind})
+            results.append(
+                {"attempt": attempt, "exit": result.returncode, "seconds": round(seconds, 1), "outcome": kind}
+            )
             print(f"{args.launch} #{attempt}: exit {result.returncode}, {seconds:.1f} s, {kind}", flush=True)
             if kind != "ok" and args.keep_failures:
                 args.keep_failures.mkdir(parents=True, exist_ok=True)

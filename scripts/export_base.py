@@ -203,7 +203,7 @@ def stock_processor(folder: Path, config, chat_template_file: str | None):
     for part in (processor.image_processor, processor.video_processor):
         vars(part).pop("auto_map", None)
     return processor, LlavaNextVideoProcessor(
-        video_processor=processor.video_processor,
+        video_processor=processor.video_processor.to_llava_next_video(),
         image_processor=processor.image_processor,
         tokenizer=tokenizer,
         chat_template=chat_template,

@@ -61,7 +61,7 @@ def test_conversion_says_once_plainly_that_the_predictor_is_new(tmp_path, capfd)
 
 def test_fast_slow_preset_at_load_time_replaces_the_saved_settings(checkpoint):
     saved = json.loads((checkpoint / "processor_config.json").read_text())
-    assert saved["use_fast_slow_frames"] is False
+    assert saved["video_processor"]["use_fast_slow_frames"] is False
     processor = LlavaNextARProcessor.from_pretrained(checkpoint, fast_slow_preset="medium")
     assert processor.use_fast_slow_frames is True and (processor.num_fast, processor.slow_stride) == (8, 4)
     auto = LlavaNextARProcessor.from_pretrained(checkpoint, fast_slow_preset="auto")

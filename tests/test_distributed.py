@@ -111,3 +111,30 @@ def test_a_launched_process_that_exits_without_finalizing_survives_native_thread
         assert normal.returncode != 0 and "terminate called without an active exception" in normal.stderr, (
             f"the scenario no longer shows the hazard (exit {normal.returncode}):\n{normal.stderr[-3000:]}"
         )
+
+
+EXIT_SCRIPT = r"""
+import atexit, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from train import exit_without_finalizing
+
+folder = sys.argv[2]
+atexit.register(lambda: open(folder + "/atexit", "w").write("ran"))
+def late_writer():
+    time.sleep(0.5)
+    open(folder + "/thread", "w").write("joined")
+threading.Thread(target=late_writer).start()
+print("buffered, no newline", end="")
+exit_without_finalizing()
+print("never printed")
+"""
+
+
+def test_exit_without_finalizing_still_does_what_a_normal_exit_does_first(tmp_path):
+    """It waits for non-daemon threads, runs the atexit handlers and flushes output (what a normal exit does before
+    the interpreter's teardown), and exits 0."""
+    result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(HERE.parent / "scripts"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == "buffered, no newline"
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "joined"

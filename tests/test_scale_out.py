@@ -217,6 +217,7 @@ def test_fsdp2_as_accelerate_applies_it_from_the_shipped_config(plain_checkpoint
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     for report in reports:
         assert report["fsdp_version"] == 2 and report["cpu_ram_efficient_loading"]
+        assert {"CLIPEncoderLayer", "LlamaDecoderLayer", "LlavaNextARPredictorLayer"} <= set(report["wrapped_classes"])
         assert report["teacher_vs_tower"] == 0.0 and report["teacher_is_sharded"]
         assert not report["teacher_trainable"] and report["teacher_moved"] == 0.0
     print(f"FSDP2 vs one process after 2 steps: max abs {reports[0]['max_abs_error_vs_single_process']:.3g}; "

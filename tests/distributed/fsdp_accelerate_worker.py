@@ -85,6 +85,12 @@ def main(plain_dir: str, output: str) -> None:
     )
     model = fsdp2_prepare_model(accelerator, model)
 
+    from torch.distributed.fsdp import FSDPModule
+
+    wrapped = sorted({  # fully_shard swaps a module's class for an FSDP<class> subclass: name the original
+        next(cls for cls in type(module).__mro__ if not issubclass(cls, FSDPModule)).__name__
+        for module in model.modules() if isinstance(module, FSDPModule)
+    })
     tower, teacher = model.model.vision_tower, model.autoregressive_module.teacher
     towers = {name: full(p.detach()) for name, p in tower.named_parameters()}
     teacher_vs_tower = max((full(p.detach()) - towers[n]).abs().max().item() for n, p in teacher.named_parameters())
@@ -98,6 +104,7 @@ def main(plain_dir: str, output: str) -> None:
         "rank": rank,
         "cpu_ram_efficient_loading": plugin.cpu_ram_efficient_loading,
         "fsdp_version": plugin.fsdp_version,
+        "wrapped_classes": wrapped,  # the classes fully_shard made units of (the root model's included)
         "tower_tensors": len(tower_before),
         "tower_tensors_read": read_tower,
         "teacher_vs_tower": teacher_vs_tower,

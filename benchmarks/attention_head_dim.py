@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import measurement  # noqa: E402
+import report  # noqa: E402
 
 
 def step_seconds(heads: int, head_dim: int, frames: int, patches: int, hist: int, repeats: int) -> float:
@@ -60,10 +61,10 @@ def main(argv=None):
         row["relative"] = row["seconds"] / rows[-1]["seconds"]
     print(f"# SDPA forward + backward, width {args.width}, {args.frames} query frames x {args.patches} patches, "
           f"{args.hist} x {args.patches} keys (best of {args.repeats})\n")
-    print(C.table(rows, [("heads", "heads", "d"), ("head_dim", "head dim", "d"), ("seconds", "s", ".3f"),
-                         ("relative", "vs 1 head", ".2f")]))
-    C.write_json("attention_head_dim.json", {"benchmark": "attention_head_dim", "machine": C.machine(),
-                                             "args": vars(args), "rows": rows})
+    print(report.table(rows, [("heads", "heads", "d"), ("head_dim", "head dim", "d"), ("seconds", "s", ".3f"),
+                              ("relative", "vs 1 head", ".2f")]))
+    payload = {"benchmark": "attention_head_dim", "machine": measurement.machine(), "args": vars(args), "rows": rows}
+    report.write_json("attention_head_dim.json", payload)
 
 
 if __name__ == "__main__":

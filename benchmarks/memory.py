@@ -34,7 +34,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import report  # noqa: E402
 from flops import Shape, llm_params, predictor_params  # noqa: E402
 
 
@@ -123,8 +123,8 @@ def main(argv=None):
                ("weights", "weights", ".1f"), ("grads", "grads", ".1f"), ("optimizer", "optimizer", ".1f"),
                ("activations", "activations", ".1f"), ("total", "total", ".1f")]
     shown = [{**row, "ckpt": "on" if row["activation_checkpointing"] else "off"} for row in rows]
-    print(C.table(shown, columns))
-    path = C.write_json(args.out + ".json", {
+    print(report.table(shown, columns))
+    path = report.write_json(args.out + ".json", {
         "gpus": args.gpus, "shape": Shape().__dict__, "parameters": p, "unit": "GiB per GPU", "rows": rows,
         "assumptions": __doc__.split("\n\n")[1],
     })

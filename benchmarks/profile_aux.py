@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads OpenMP: idle workers sleep instead of spinning (see _common.py, 'Timing on a shared machine').
+# Before torch loads OpenMP: idle workers sleep instead of spinning (see measurement.py, 'Timing on a shared machine').
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -21,7 +21,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common  # noqa: E402
+import measurement  # noqa: E402
+import model_specs  # noqa: E402
+import report  # noqa: E402
 
 
 def main(argv=None):
@@ -29,10 +32,10 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--grid", type=int, default=27)
     parser.add_argument("--rows", type=int, default=15)
-    C.add_common_arguments(parser, out="profile_aux")
+    _common.add_common_arguments(parser, out="profile_aux")
     args = parser.parse_args(argv)
 
-    spec = C.start(args)
+    spec = _common.start(args)
     import bench_scaling as BS
     from llava_next_ar import LlavaNextARForConditionalGeneration
     from torch.profiler import ProfilerActivity, profile
@@ -47,7 +50,7 @@ def main(argv=None):
         torch.manual_seed(0)
         s = dict(spec)
         s["autoregressive_config"] = {**spec["autoregressive_config"], **overrides}
-        return LlavaNextARForConditionalGeneration(C.build_config(s, args.grid)).train()
+        return LlavaNextARForConditionalGeneration(model_specs.build_config(s, args.grid)).train()
 
     model = build()
     module = model.autoregressive_module
@@ -57,7 +60,8 @@ def main(argv=None):
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         BS.module_step(module, inputs)
     averages = prof.key_averages()
-    emit(f"# auxiliary module fwd+bwd, T={args.frames}, P={args.grid ** 2}, predictor width {model.config.autoregressive_config['predictor_hidden_size']}")
+    width = model.config.autoregressive_config["predictor_hidden_size"]
+    emit(f"# auxiliary module fwd+bwd, T={args.frames}, P={args.grid ** 2}, predictor width {width}")
     emit("\n## top ops by self CPU time\n")
     emit(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     emit("\n## top ops by self allocated CPU memory\n")
@@ -68,8 +72,9 @@ def main(argv=None):
 
     def record(name, fn, repeats=3):
         fn()
-        xs = [C.timed(fn) for _ in range(repeats)]
-        split.append({"part": name, "seconds": min(x[0] for x in xs), "peak_mib": C.median([x[1] for x in xs])})
+        xs = [measurement.timed(fn) for _ in range(repeats)]
+        peak_mib = measurement.median([x[1] for x in xs])
+        split.append({"part": name, "seconds": min(x[0] for x in xs), "peak_mib": peak_mib})
 
     record("whole module (teacher + predictor fwd+bwd)", lambda: BS.module_step(module, inputs))
     with torch.no_grad():
@@ -89,12 +94,12 @@ def main(argv=None):
     hist1 = build(num_hist=1).autoregressive_module
     record("  with num_hist=1 (self-attention within the frame)", lambda: predictor_only(hist1))
     emit("\n## split (min of 3 s, median peak MiB)\n")
-    emit(C.table(split, [("part", "part", ""), ("seconds", "s", ".2f"), ("peak_mib", "peak MiB", ".0f")]))
-    RESULTS = C.RESULTS
+    emit(report.table(split, [("part", "part", ""), ("seconds", "s", ".2f"), ("peak_mib", "peak MiB", ".0f")]))
+    RESULTS = report.RESULTS
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.txt").write_text("\n".join(lines) + "\n")
-    C.write_json(f"{args.out}.json", {"benchmark": "profile_aux", "machine": C.machine(), "split": split,
-                                      "args": vars(args)})
+    payload = {"benchmark": "profile_aux", "machine": measurement.machine(), "split": split, "args": vars(args)}
+    report.write_json(f"{args.out}.json", payload)
     print(f"\nwrote {RESULTS / (args.out + '.txt')}")
 
 

@@ -183,7 +183,7 @@ def decoder_process_overhead(path: str, size: int, frames: int, repeats: int = 7
     index = decoding.index_video(path, timeout=120.0)  # starts the decoder process
     first_call = time.perf_counter() - start
     wanted = processor.clip_frame_indices(index.num_frames).tolist()
-    working = decoding.output_size(index.height, index.width, size)
+    working = processor.video_processor.working_size(index.height, index.width)
     wall, cpu = {"in_process": [], "decoder_process": []}, {"in_process": 0.0, "decoder_process": 0.0}
     for _ in range(repeats):
         for name, timeout in (("in_process", None), ("decoder_process", 120.0)):

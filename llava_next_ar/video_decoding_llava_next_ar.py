@@ -159,15 +159,6 @@ def decode_all_frames(path: str | os.PathLike, size: tuple[int, int] | None = No
     return torch.from_numpy(numpy.stack(frames))
 
 
-def output_size(height: int, width: int, shortest_edge: int | None) -> tuple[int, int]:
-    """`(height, width)` with the shorter side `shortest_edge` and the aspect ratio kept (never larger than the
-    source; the source size for `None`)."""
-    if not shortest_edge or min(height, width) <= shortest_edge:
-        return height, width
-    scale = shortest_edge / min(height, width)
-    return max(shortest_edge, int(round(height * scale))), max(shortest_edge, int(round(width * scale)))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Reading a file in this process (no torch: the decoder process runs these)
 
@@ -472,7 +463,6 @@ __all__ = [
     "MissingVideoError",
     "VideoIndex",
     "index_video",
-    "output_size",
     "read_frames",
     "decode_all_frames",
 ]

@@ -24,7 +24,8 @@ the time is up, and the call raises `VideoDecodeError`. A check between frames c
 inside a read (a stalled network filesystem, a pipe that never delivers data) never returns to Python, and PyAV's
 `av.open(timeout=...)` only covers waits that FFmpeg's interrupt callback polls (network protocols), not a blocked
 `open`/`read` of a local path (measured: a FIFO hangs past `timeout=(1, 1)`). A crash of FFmpeg on a damaged file ends
-the decoder process, not the caller. Without `timeout` everything runs in the calling process.
+the decoder process, not the caller. Without `timeout` everything runs in the calling process (on Windows too, whose
+`select` does not take pipes: there a warning says once that `timeout` is not enforced).
 
 This file is remote code: it imports only the Python standard library, and `torch` where it returns tensors; PyAV is
 imported when a video is first read (`importlib.import_module("av")`), so loading the processor does not require it.
@@ -33,6 +34,7 @@ imported when a video is first read (`importlib.import_module("av")`), so loadin
 import bisect
 import dataclasses
 import importlib
+import logging
 import os
 import pickle
 import select
@@ -112,7 +114,7 @@ def index_video(path: str | os.PathLike, timeout: float | None = None) -> VideoI
     frames, fewer packets than the container's header lists (a truncated file; a header count that is missing or
     lower is fine: the frames are counted), or more than `timeout` seconds spent."""
     path = os.fspath(path)
-    if timeout is None:
+    if timeout is None or not _bounded():
         return _index_in_process(path)
     return VideoIndex(**_decoder_process().call("index", (path,), timeout, path, "indexing"))
 
@@ -140,7 +142,7 @@ def read_frames(
             f"{numbers}"
         )
     size = tuple(size or (index.height, index.width))
-    if timeout is None:
+    if timeout is None or not _bounded():
         frames = _read_in_process(index, numbers, size)
     else:
         request = (dataclasses.asdict(index), numbers, size)
@@ -447,6 +449,20 @@ def _stop_process(process: subprocess.Popen, owner: int) -> None:
 
 
 _decoders = threading.local()
+
+_HARD_BOUND = os.name == "posix"  # the pipes are waited on with `select`, which on Windows takes only sockets
+_warned_unbounded = []
+
+
+def _bounded() -> bool:
+    """Whether `timeout` can be enforced here (POSIX); elsewhere files are read in this process, without a bound."""
+    if not _HARD_BOUND and not _warned_unbounded:
+        _warned_unbounded.append(True)
+        logging.getLogger(__name__).warning(
+            "video decoding has no time bound on this platform (%s): `timeout` / `decode_timeout` is not enforced",
+            sys.platform,
+        )
+    return _HARD_BOUND
 
 
 def _decoder_process() -> _DecoderProcess:

@@ -435,6 +435,19 @@ def test_the_decoder_process_reports_missing_and_damaged_files_like_this_process
     assert index == index_video(str(clips["vfr"]))
 
 
+def test_where_the_bound_cannot_be_enforced_files_are_read_here_with_a_warning(clips, monkeypatch, caplog):
+    from llava_next_ar import video_decoding_llava_next_ar as decoding
+
+    monkeypatch.setattr(decoding, "_HARD_BOUND", False)  # as on Windows
+    monkeypatch.setattr(decoding, "_warned_unbounded", [])
+    monkeypatch.setattr(decoding, "_decoder_process", lambda: pytest.fail("a decoder process was used"))
+    with caplog.at_level(logging.WARNING, logger=decoding.__name__):
+        index = index_video(str(clips["cfr"]), timeout=30.0)
+        frames = read_frames(index, [5, 60], timeout=30.0)
+    assert [read_number(frame) for frame in frames] == [5, 60]
+    assert caplog.text.count("`timeout` / `decode_timeout` is not enforced") == 1
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_hanging_clip_is_skipped_with_its_reason_or_raises_when_asked(clips, stalled_fifo, tiny, tmp_path,
                                                                       workers):

@@ -22,10 +22,19 @@ from transformers import (
     LlavaNextVideoProcessor,
 )
 
-from helpers import ROOT, load_script, tiny_config, tiny_model, video_batch
+from helpers import (
+    FAKE_TOKEN,
+    NO_NETWORK,
+    ROOT,
+    FakeHfApi,
+    load_script,
+    run_as_stranger,
+    tiny_config,
+    tiny_model,
+    video_batch,
+)
 from llava_next_ar import LlavaNextARForConditionalGeneration
 from llava_next_ar.model_card_llava_next_ar import PIPELINE_TAG, REPO_ID_PLACEHOLDER
-from test_hub import FAKE_TOKEN, NO_NETWORK, FakeHfApi, run_as_stranger
 from tiny_tokenizer import tiny_processor
 
 

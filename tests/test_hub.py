@@ -3,12 +3,10 @@
 model card describes it, and the push script shows exactly what it would upload without touching the network."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import shutil
-import site
 import subprocess
 import sys
 from pathlib import Path
@@ -16,34 +14,29 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import ModelCard, scan_cache_dir
-from transformers import (
-    LlavaNextImageProcessor,
-    LlavaNextVideoConfig,
-    LlavaNextVideoForConditionalGeneration,
-    LlavaNextVideoProcessor,
-    LlavaNextVideoVideoProcessor,
-)
 
-from helpers import IMAGE_SIZE, tiny_config, tiny_model, video_batch
+from helpers import (
+    FAKE_TOKEN,
+    NO_NETWORK,
+    ROOT,
+    FakeHfApi,
+    load_script,
+    plain_llava_next_video_checkpoint,
+    run_as_stranger,
+    tiny_model,
+    video_batch,
+)
 from llava_next_ar import LlavaNextARConfig, LlavaNextARForConditionalGeneration
 from llava_next_ar.model_card_llava_next_ar import PIPELINE_TAG, REPO_ID_PLACEHOLDER, TAGS, model_card
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
-from tiny_tokenizer import tiny_tokenizer
+from tiny_tokenizer import tiny_processor
 
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "llava_next_ar"
 REPO_ID = "tiny-org/llava-next-ar-tiny"
 BASE_REPO_ID = "tiny-org/tiny-llava-next-video"
 PROMPT = "user : <video> what happens ?"
 OUTPUT_FIELDS = ("logits", "loss", "main_loss", "autoregressive_loss", "autoregressive_frame_losses")
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 convert_script = load_script("convert_llava_next_video")
@@ -83,28 +76,6 @@ def populate_hub_cache(folder: Path, cache: Path, repo_id: str) -> str:
     return commit
 
 
-def plain_llava_next_video_checkpoint(folder: Path) -> LlavaNextVideoForConditionalGeneration:
-    """A tiny plain LLaVA-NeXT-Video checkpoint with its stock processor and an MIT-licensed card."""
-    config = {k: v for k, v in tiny_config().to_dict().items() if k not in ("autoregressive_config", "auto_map")}
-    config.pop("model_type")
-    torch.manual_seed(1)
-    model = LlavaNextVideoForConditionalGeneration(LlavaNextVideoConfig(**config)).to(torch.float64).eval()
-    model.save_pretrained(folder)
-    size = {"shortest_edge": IMAGE_SIZE}
-    crop = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    tokenizer = tiny_tokenizer()
-    LlavaNextVideoProcessor(
-        tokenizer=tokenizer,
-        image_processor=LlavaNextImageProcessor(size=size, crop_size=crop),
-        video_processor=LlavaNextVideoVideoProcessor(size=size, crop_size=crop),
-        chat_template=tokenizer.chat_template,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-    ).save_pretrained(folder)
-    (folder / "README.md").write_text("---\nlicense: mit\n---\n# A tiny LLaVA-NeXT-Video\n")
-    return model
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """
@@ -118,7 +89,7 @@ def checkpoints(tmp_path_factory):
     with torch.no_grad():
         for parameter in model.model.vision_tower.parameters():
             parameter.add_(0.01)
-    processor = LlavaNextARProcessor.from_model_config(model.config, tiny_tokenizer())
+    processor = tiny_processor(model.config)
     saved = root / "saved"
     model.save_pretrained(saved)
     processor.save_pretrained(saved)
@@ -314,37 +285,6 @@ print("STRANGER " + json.dumps(report))
 """
 
 
-def dependency_site_dirs() -> list[str]:
-    """The site-packages folders that hold transformers, torch and their dependencies (added without `.pth` files)."""
-    dirs = [str(Path(importlib.util.find_spec(name).origin).parents[1]) for name in ("torch", "transformers")]
-    return list(dict.fromkeys(dirs + site.getsitepackages()))
-
-
-def run_as_stranger(code: str, params: dict, tmp_path: Path, **env: str) -> dict:
-    """
-    Run `code` with `params.json` (`params` plus `site_dirs`) in a fresh `python -I -S` process, offline, in an empty
-    folder, with no HF_/PYTHON variables but `env`: only transformers, torch and their dependencies are importable.
-    Returns the JSON report it prints after `STRANGER `.
-    """
-    (tmp_path / "params.json").write_text(json.dumps({**params, "site_dirs": dependency_site_dirs()}))
-    environ = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING", "PYTHON"))}
-    environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **env)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code, str(tmp_path / "params.json")],
-        cwd=elsewhere,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("STRANGER "))
-    print(line)
-    return json.loads(line.removeprefix("STRANGER "))
-
-
 def test_fresh_process_without_the_package_loads_checkpoints_from_folder_and_hub_cache(checkpoints, tmp_path):
     hf_home = checkpoints["hf_home"]
     cached = scan_cache_dir(hf_home / "hub")  # huggingface_hub reads our layout as its own
@@ -514,20 +454,6 @@ def test_convert_failure_leaves_no_half_written_output(checkpoints, tmp_path, mo
 # scripts/push_to_hub.py
 
 
-NO_NETWORK = r"""
-import runpy, socket, sys
-
-def refuse(*args, **kwargs):
-    raise RuntimeError("network call attempted")
-
-socket.socket.connect = socket.socket.connect_ex = refuse
-socket.create_connection = socket.getaddrinfo = refuse
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-FAKE_TOKEN = "hf_FakeTokenThatMustNeverBePrinted0123456789"
-
-
 @pytest.fixture
 def push_folder(checkpoints, tmp_path):
     """The saved checkpoint plus what a Trainer output folder also holds."""
@@ -586,25 +512,6 @@ def test_push_refuses_a_folder_whose_card_example_cannot_run(push_folder, capsys
     assert push_script.main([str(push_folder), "--repo-id", "me/x", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "the card loads `AutoProcessor` but the folder has no processor_config.json" in err
-
-
-class FakeHfApi:
-    calls = []
-
-    def __init__(self, token=None):
-        self.calls.append(("init", token))
-
-    def create_repo(self, repo_id, private=None, exist_ok=False):
-        self.calls.append(("create_repo", repo_id, private, exist_ok))
-        return type("RepoUrl", (), {"repo_id": repo_id})()
-
-    def create_branch(self, repo_id, branch, exist_ok=False):
-        self.calls.append(("create_branch", repo_id, branch, exist_ok))
-
-    def create_commit(self, repo_id, operations, commit_message, revision=None, create_pr=False):
-        files = {op.path_in_repo: op.path_or_fileobj for op in operations}
-        self.calls.append(("create_commit", repo_id, files, commit_message, revision, create_pr))
-        return type("CommitInfo", (), {"pr_url": "https://hub/me/x/discussions/1", "commit_url": None})()
 
 
 def test_push_real_run_uses_the_standard_token_and_one_commit(push_folder, monkeypatch, capsys, tmp_path):

@@ -3,17 +3,15 @@ checkpoint, a converted one; a model-only conversion says it has no processor, a
 
 import math
 import re
-import sys
 from pathlib import Path
 
 import torch
 
 from llava_next_ar.model_card_llava_next_ar import MODEL_CARD_NAME, REPO_ID_PLACEHOLDER, card_example_problems
-from test_hub import convert_script, plain_llava_next_video_checkpoint
+from helpers import load_script, plain_llava_next_video_checkpoint
 
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+convert_script = load_script("convert_llava_next_video")
 
 
 def run_card_example(folder: Path, clip: torch.Tensor):
@@ -27,8 +25,7 @@ def run_card_example(folder: Path, clip: torch.Tensor):
 
 
 def test_train_checkpoint_card_example_runs(tmp_path):
-    import train
-
+    train = load_script("train")
     output_dir = tmp_path / "run"
     train.main([
         "--output_dir", str(output_dir), "--max_steps", "1", "--use_cpu", "True", "--report_to", "none",

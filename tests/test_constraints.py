@@ -4,14 +4,11 @@ and neither pins this package itself."""
 
 import re
 import tomllib
-from pathlib import Path
-
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def canonical(name: str) -> str:
@@ -31,7 +28,8 @@ def lock(which: str) -> dict[str, str]:
 def declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return [Requirement(text) for text in project["dependencies"] + extras["train"] + extras["test"] + extras["deepspeed"]]
+    requirements = project["dependencies"] + extras["train"] + extras["test"] + extras["deepspeed"]
+    return [Requirement(text) for text in requirements]
 
 
 @pytest.mark.parametrize("which", ["newest", "oldest"])

@@ -14,7 +14,7 @@ from llava_next_ar import LlavaNextARForConditionalGeneration, VideoFrameSampler
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor
 from llava_next_ar.video_processing_llava_next_ar import SETTING_KEYS, VIDEO_OUTPUTS, LlavaNextARVideoProcessor
 from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames
-from tiny_tokenizer import CHAT_TEMPLATE, tiny_tokenizer
+from tiny_tokenizer import CHAT_TEMPLATE, tiny_processor, tiny_tokenizer
 
 
 CARPHONE = (
@@ -22,10 +22,8 @@ CARPHONE = (
 )
 PROMPT = "user : <video> what happens ?"
 TOKENS_PER_FRAME = 4  # 32 / 8 = 4 patches a side, pooled by 2 -> 2 x 2
-
-
-def make_processor(config=None, **settings) -> LlavaNextARProcessor:
-    return LlavaNextARProcessor.from_model_config(config or tiny_config(), tiny_tokenizer(), **settings)
+make_processor = tiny_processor
+"""Only for `tests/test_train_script.py`, which imports it from here; use `tiny_tokenizer.tiny_processor`."""
 
 
 def base_video_processor(processor: LlavaNextARProcessor) -> LlavaNextVideoVideoProcessor:
@@ -63,7 +61,7 @@ def preprocess(processor: LlavaNextARProcessor, clip: torch.Tensor) -> torch.Ten
 
 
 def test_without_fast_slow_llm_sees_all_frames_and_video_frames_are_the_same_frames():
-    processor = make_processor()
+    processor = tiny_processor()
     clip = random_clip(6)
     batch = processor(text=PROMPT, videos=clip, return_tensors="pt")
     base = base_processor(processor)(text=PROMPT, videos=clip, return_tensors="pt")
@@ -78,7 +76,7 @@ def test_without_fast_slow_llm_sees_all_frames_and_video_frames_are_the_same_fra
 
 @pytest.mark.parametrize("merge_strategy", ["concat", "interleave"])
 def test_fast_slow_llm_frames_are_the_merged_sampler_output_and_video_frames_their_sorted_union(merge_strategy):
-    processor = make_processor(use_fast_slow_frames=True, merge_strategy=merge_strategy)
+    processor = tiny_processor(use_fast_slow_frames=True, merge_strategy=merge_strategy)
     clip = random_clip(16)
     batch = processor(text=PROMPT, videos=clip, return_tensors="pt")
 
@@ -96,7 +94,7 @@ def test_fast_slow_llm_frames_are_the_merged_sampler_output_and_video_frames_the
 
 
 def test_video_frames_equal_llm_frames_wherever_the_source_indices_agree():
-    processor = make_processor(use_fast_slow_frames=True, merge_strategy="concat")
+    processor = tiny_processor(use_fast_slow_frames=True, merge_strategy="concat")
     batch = processor(text=[PROMPT] * 2, videos=[random_clip(16), random_clip(16, seed=1)], return_tensors="pt")
     video_indices, llm_indices = batch["video_frame_indices"], batch["llm_frame_indices"]
     matches = 0
@@ -111,7 +109,7 @@ def test_video_frames_equal_llm_frames_wherever_the_source_indices_agree():
 
 @pytest.mark.parametrize("settings", [{}, {"use_fast_slow_frames": True}], ids=["all_frames", "fast_slow"])
 def test_video_placeholders_expand_to_the_frames_the_llm_sees(settings):
-    processor = make_processor(**settings)
+    processor = tiny_processor(**settings)
     batch = processor(text=PROMPT, videos=random_clip(20), return_tensors="pt")
     num_llm_frames = batch["pixel_values_videos"].shape[1]
     assert num_llm_frames == (16 if settings else 20)
@@ -122,7 +120,7 @@ def test_video_placeholders_expand_to_the_frames_the_llm_sees(settings):
 def test_video_tokens_per_frame_follow_spatial_pool_stride_like_the_config(stride, tokens):
     config = tiny_config()
     config.spatial_pool_stride = stride
-    processor = make_processor(config)
+    processor = tiny_processor(config)
     assert processor.spatial_pool_stride == stride
     assert processor.num_video_tokens_per_frame(IMAGE_SIZE, IMAGE_SIZE) == tokens == config.video_tokens_per_frame
     batch = processor(text=PROMPT, videos=random_clip(3), return_tensors="pt")
@@ -144,7 +142,7 @@ def test_video_tokens_per_frame_follow_spatial_pool_stride_like_the_config(strid
 )
 def test_processor_batch_runs_through_the_model_with_a_finite_autoregressive_loss(settings):
     config = tiny_config(**settings)
-    processor = make_processor(config)
+    processor = tiny_processor(config)
     processor.check_compatible(config)
     batch = processor(
         text=[PROMPT, "user : <video> describe the clip ."],
@@ -170,7 +168,7 @@ def llm_indices(batch) -> torch.Tensor:
 
 
 def test_each_clip_of_a_batch_is_sampled_on_its_own():
-    processor = make_processor(use_fast_slow_frames=True)
+    processor = tiny_processor(use_fast_slow_frames=True)
     batch = processor(text=[PROMPT] * 2, videos=[random_clip(40), random_clip(50)], return_tensors="pt")
     for row, num_frames in enumerate((40, 50)):
         union, llm = processor.sample_frame_indices(num_frames)
@@ -185,7 +183,7 @@ def test_each_clip_of_a_batch_is_sampled_on_its_own():
     ids=["llm_frames_differ", "video_frames_differ"],
 )
 def test_clips_giving_different_frame_counts_raise_naming_videos(settings, lengths):
-    processor = make_processor(**settings)
+    processor = tiny_processor(**settings)
     with pytest.raises(ValueError, match=r"`videos`.*same number.*videos\[1\]"):
         processor(text=[PROMPT] * 2, videos=[random_clip(n) for n in lengths])
 
@@ -230,7 +228,7 @@ def test_each_preset_fits_its_shortest_clip_without_shrinking_a_stride(num_frame
 
 
 def test_auto_preset_chooses_the_sampler_by_clip_length():
-    processor = make_processor(fast_slow_preset="auto")
+    processor = tiny_processor(fast_slow_preset="auto")
     for num_frames, num_llm_frames in ((20, 20), (45, 16), (90, 24)):
         batch = processor(text=PROMPT, videos=random_clip(num_frames, 8, 8), return_tensors="pt")
         assert batch["pixel_values_videos"].shape[1] == num_llm_frames
@@ -241,7 +239,7 @@ def test_auto_preset_chooses_the_sampler_by_clip_length():
 
 
 def test_named_preset_fills_the_settings():
-    processor = make_processor(fast_slow_preset="long")
+    processor = tiny_processor(fast_slow_preset="long")
     assert processor.sampler_settings == {
         "use_fast_slow_frames": True,
         "fast_stride": 2,
@@ -270,11 +268,11 @@ def test_named_preset_fills_the_settings():
 )
 def test_invalid_settings_raise_naming_the_setting(settings, names):
     with pytest.raises(ValueError, match=rf"`?{names}"):
-        make_processor(**settings)
+        tiny_processor(**settings)
 
 
 def test_edited_settings_are_checked_at_call_time():
-    processor = make_processor()
+    processor = tiny_processor()
     processor.slow_stride = 0
     with pytest.raises(ValueError, match="slow_stride"):
         processor(text=PROMPT, videos=random_clip(4))
@@ -291,7 +289,7 @@ def test_edited_settings_are_checked_at_call_time():
     ids=["default", "explicit", "named_preset", "auto"],
 )
 def test_settings_round_trip_through_save_pretrained(tmp_path, settings):
-    processor = make_processor(**settings)
+    processor = tiny_processor(**settings)
     processor.save_pretrained(tmp_path)
     loaded = LlavaNextARProcessor.from_pretrained(tmp_path)
     for key in ("sampler_settings", "fast_slow_preset", "spatial_pool_stride", "patch_size", "chat_template"):
@@ -304,7 +302,7 @@ def test_settings_round_trip_through_save_pretrained(tmp_path, settings):
 def test_saved_processor_carries_its_code_and_loads_through_the_auto_classes(tmp_path):
     """The remote-code files travel with `save_pretrained` (a fresh process without the package loads them:
     tests/test_hub.py); with the package imported, the auto classes map the model type to the installed classes."""
-    processor = make_processor(use_fast_slow_frames=True, spatial_pool_stride=2)
+    processor = tiny_processor(use_fast_slow_frames=True, spatial_pool_stride=2)
     processor.save_pretrained(tmp_path)
     assert {
         "processing_llava_next_ar.py",
@@ -330,7 +328,7 @@ def test_saved_processor_carries_its_code_and_loads_through_the_auto_classes(tmp
 
 def test_settings_from_config_agree_with_the_model_config_saved_alongside(tmp_path):
     config = tiny_config(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=2, merge_strategy="interleave")
-    processor = make_processor(config)
+    processor = tiny_processor(config)
     assert processor.sampler_settings == {key: config.autoregressive_config[key] for key in processor.sampler_settings}
     assert processor.patch_size == 8 and processor.spatial_pool_stride == config.spatial_pool_stride
     processor.check_compatible(config)
@@ -365,15 +363,15 @@ def test_settings_from_config_agree_with_the_model_config_saved_alongside(tmp_pa
 )
 def test_check_compatible_raises_on_disagreement(settings, message):
     with pytest.raises(ValueError, match=message):
-        make_processor(**settings).check_compatible(tiny_config())
+        tiny_processor(**settings).check_compatible(tiny_config())
 
 
 def test_check_compatible_catches_a_video_size_that_is_not_the_towers():
-    processor = make_processor()
+    processor = tiny_processor()
     processor.video_processor.crop_size = {"height": 64, "width": 64}
     with pytest.raises(ValueError, match=r"size \(64, 64\).*image_size=32"):
         processor.check_compatible(tiny_config())
-    make_processor(fast_slow_preset="auto").check_compatible(tiny_config(), check_sampler=False)
+    tiny_processor(fast_slow_preset="auto").check_compatible(tiny_config(), check_sampler=False)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -382,7 +380,7 @@ def test_check_compatible_catches_a_video_size_that_is_not_the_towers():
 
 def test_sampling_settings_are_the_video_processors_and_the_processor_reads_and_writes_them():
     given = LlavaNextARVideoProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    image_processor = make_processor().image_processor
+    image_processor = tiny_processor().image_processor
     processor = LlavaNextARProcessor(given, image_processor, tiny_tokenizer(), patch_size=8, num_fast=4)
     assert processor.video_processor is not given and given.num_fast == 8  # a copy is configured, not the caller's
     assert processor.video_processor.num_fast == processor.num_fast == 4
@@ -394,7 +392,7 @@ def test_sampling_settings_are_the_video_processors_and_the_processor_reads_and_
 
 
 def test_video_processor_alone_samples_like_the_processor_and_rejects_settings_per_call():
-    processor = make_processor(fast_slow_preset="auto", merge_strategy="interleave")
+    processor = tiny_processor(fast_slow_preset="auto", merge_strategy="interleave")
     clip = random_clip(45, 8, 8)
     alone = processor.video_processor(clip, return_tensors="pt")
     batch = processor(text=PROMPT, videos=clip, return_tensors="pt")
@@ -405,7 +403,7 @@ def test_video_processor_alone_samples_like_the_processor_and_rejects_settings_p
 
 
 def test_video_processor_from_pretrained_takes_a_preset_in_place_of_the_saved_settings(tmp_path):
-    make_processor(use_fast_slow_frames=True, num_fast=4).save_pretrained(tmp_path)
+    tiny_processor(use_fast_slow_frames=True, num_fast=4).save_pretrained(tmp_path)
     medium = AutoVideoProcessor.from_pretrained(tmp_path, fast_slow_preset="medium")
     assert medium.sampler_settings == {**LlavaNextARProcessor.FAST_SLOW_PRESETS["medium"], "merge_strategy": "concat",
                                        "short_clip": "shrink"}
@@ -419,7 +417,7 @@ def test_video_processor_from_pretrained_takes_a_preset_in_place_of_the_saved_se
 def test_a_checkpoint_saved_before_the_split_loads_with_its_settings_and_gives_the_same_outputs(tmp_path, preset):
     """Before the split the settings were the processor's (top level of processor_config.json) and the video
     processor was the stock one: such a folder loads into the split classes with the same settings and outputs."""
-    processor = make_processor(use_fast_slow_frames=True, num_fast=4, merge_strategy="interleave")
+    processor = tiny_processor(use_fast_slow_frames=True, num_fast=4, merge_strategy="interleave")
     processor.save_pretrained(tmp_path)
     config_file = tmp_path / "processor_config.json"
     saved = json.loads(config_file.read_text())
@@ -466,7 +464,7 @@ VIDEO_FORMS = {
 
 @pytest.mark.parametrize("form", list(VIDEO_FORMS))
 def test_accepted_video_forms_give_the_same_frames(form):
-    processor = make_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2)
+    processor = tiny_processor(use_fast_slow_frames=True, num_fast=2, num_slow=2)
     clip = random_clip(5)
     expected = processor(text=PROMPT, videos=clip, return_tensors="pt")
     batch = processor(text=PROMPT, videos=VIDEO_FORMS[form](clip), return_tensors="pt")
@@ -476,7 +474,7 @@ def test_accepted_video_forms_give_the_same_frames(form):
 
 def test_float_clip_is_preprocessed_as_by_the_base_processor():
     """Float pixels in [0, 255] (uint8 and float resize round differently, as in the base processor)."""
-    processor = make_processor()
+    processor = tiny_processor()
     clip = random_clip(5).float()
     batch = processor(text=PROMPT, videos=clip, return_tensors="pt")
     base = base_processor(processor)(text=PROMPT, videos=clip, return_tensors="pt")
@@ -486,7 +484,7 @@ def test_float_clip_is_preprocessed_as_by_the_base_processor():
 
 @pytest.mark.parametrize("as_path", [str, Path], ids=["str", "pathlike"])
 def test_video_file_path_is_decoded_end_to_end(as_path):
-    processor = make_processor(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=3)
+    processor = tiny_processor(use_fast_slow_frames=True, num_fast=4, num_slow=4, slow_stride=3)
     batch = processor(
         text=PROMPT,
         videos=as_path(CARPHONE),
@@ -514,7 +512,7 @@ def test_video_file_path_is_decoded_end_to_end(as_path):
 
 
 def test_video_file_without_frame_sampling_uses_every_frame():
-    batch = make_processor(fast_slow_preset="auto")(text=PROMPT, videos=str(CARPHONE), return_tensors="pt")
+    batch = tiny_processor(fast_slow_preset="auto")(text=PROMPT, videos=str(CARPHONE), return_tensors="pt")
     assert llm_indices(batch).shape == (1, 24)  # 120 frames: the long preset
     assert llm_indices(batch)[0, -1] == 119 and batch["video_frame_indices"][0, 0] == 0
 
@@ -551,18 +549,18 @@ def test_video_file_without_frame_sampling_uses_every_frame():
 )
 def test_bad_videos_raise_naming_videos_what_was_expected_and_given(videos, message):
     with pytest.raises(ValueError, match=message):
-        make_processor()(text=PROMPT, videos=videos)
+        tiny_processor()(text=PROMPT, videos=videos)
 
 
 def test_unreadable_video_file_raises_naming_videos(tmp_path):
     not_a_video = tmp_path / "clip.mp4"
     not_a_video.write_text("not a video")
     with pytest.raises(ValueError, match=r"`videos` could not be decoded as a video with PyAV.*clip\.mp4"):
-        make_processor()(text=PROMPT, videos=not_a_video)
+        tiny_processor()(text=PROMPT, videos=not_a_video)
 
 
 def test_clip_too_short_for_the_sampler_raises_naming_videos():
-    processor = make_processor(use_fast_slow_frames=True)
+    processor = tiny_processor(use_fast_slow_frames=True)
     with pytest.raises(ValueError, match=r"`videos\[1\]` has 5 frames.*num_fast"):
         processor(text=[PROMPT] * 2, videos=[random_clip(16), random_clip(5)])
 
@@ -574,7 +572,7 @@ def test_clip_too_short_for_the_sampler_raises_naming_videos():
 def test_images_are_processed_as_by_the_base_processor():
     from PIL import Image
 
-    processor = make_processor()
+    processor = tiny_processor()
     image = Image.fromarray(random_clip(1, 40, 60)[0].numpy())
     text = "user : <image> describe the image ."
     ours = processor(text=text, images=image, return_tensors="pt")
@@ -584,7 +582,7 @@ def test_images_are_processed_as_by_the_base_processor():
 
 
 def test_apply_chat_template_renders_and_tokenizes_like_the_base_processor():
-    processor = make_processor(use_fast_slow_frames=True)
+    processor = tiny_processor(use_fast_slow_frames=True)
     assert processor.chat_template == CHAT_TEMPLATE
     conversation = [
         {
@@ -609,7 +607,7 @@ def test_apply_chat_template_renders_and_tokenizes_like_the_base_processor():
 
 
 def test_model_input_names_include_the_objective_inputs():
-    names = make_processor().model_input_names
+    names = tiny_processor().model_input_names
     assert {"input_ids", "pixel_values_videos", "video_frames", "video_frame_indices", "llm_frame_indices"} <= set(
         names
     )

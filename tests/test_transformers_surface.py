@@ -12,7 +12,6 @@ import inspect
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,12 +19,9 @@ import transformers
 from transformers import PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 
-from helpers import tiny_model, video_batch
+from helpers import ROOT, tiny_model, video_batch
 from llava_next_ar import configuration_llava_next_ar, modeling_llava_next_ar
 from llava_next_ar.configuration_llava_next_ar import TESTED_TRANSFORMERS, check_transformers_version
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_conversion_registry_knows_llava_next_video():

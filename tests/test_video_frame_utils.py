@@ -1,27 +1,22 @@
 """Tests for `llava_next_ar/video_frame_utils.py`: frame masks, fast/slow sampling, mask PNGs."""
 
-import ast
-import importlib.util
 import os
 import struct
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
 import torch
 
-# Load the file on its own, as Hugging Face loads remote code (this also skips the heavy package import).
-_PATH = Path(__file__).resolve().parents[1] / "llava_next_ar" / "video_frame_utils.py"
-_spec = importlib.util.spec_from_file_location("video_frame_utils", _PATH)
-video_frame_utils = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(video_frame_utils)
+from llava_next_ar import video_frame_utils
+from llava_next_ar.video_frame_utils import (
+    MERGE_STRATEGIES,
+    FrameLevelMaskGenerator,
+    VideoFrameSampler,
+    create_frame_position_ids,
+    frame_attention_pattern,
+)
 
-MERGE_STRATEGIES = video_frame_utils.MERGE_STRATEGIES
-FrameLevelMaskGenerator = video_frame_utils.FrameLevelMaskGenerator
-VideoFrameSampler = video_frame_utils.VideoFrameSampler
-create_frame_position_ids = video_frame_utils.create_frame_position_ids
-frame_attention_pattern = video_frame_utils.frame_attention_pattern
 
 masks = FrameLevelMaskGenerator
 sampler = VideoFrameSampler
@@ -29,18 +24,6 @@ sampler = VideoFrameSampler
 # The seed's concat layout: slow 0, 2, ..., 14 then fast 8..15 (T=16, 8 + 8).
 SEED_SLOW = list(range(0, 16, 2))
 SEED_FAST = list(range(8, 16))
-
-
-def test_remote_code_imports_only_stdlib_and_torch():
-    tree = ast.parse(Path(video_frame_utils.__file__).read_text())
-    roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative (first-party) imports in remote code"
-            roots.add(node.module.split(".")[0])
-    assert roots - {"torch"} <= set(sys.stdlib_module_names), roots
 
 
 def test_causal_frame_mask_matches_seed_3x3_drawing():

@@ -37,8 +37,11 @@ def fmt(stats: dict | None, digits: int = 3, style: str = "f") -> str:
     return f"{stats['mean']:.{digits}{style}} ± {stats['std']:.{digits}{style}}"
 
 
-def span(stats: dict, digits: int = 2) -> str:
-    return f"{stats['mean']:.{digits}f} (seeds {stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
+def spread_verdict(entry: dict) -> str:
+    """"yes"/"no" for `worse_beyond_seed_spread`, "– (1 seed)" when a side has one seed (no spread to compare)."""
+    if min(entry["enabled"]["n"], entry["disabled"]["n"]) < 2:
+        return "– (1 seed)"
+    return "yes" if entry["worse_beyond_seed_spread"] else "no"
 
 
 def plot_ablation(results: dict, path: Path) -> Path:
@@ -229,7 +232,7 @@ def render_generated(results: dict) -> str:
                     lines.append(
                         f"| {VARIANTS[variant][0]} | {name} | {fmt(e['enabled'], 4)} | {fmt(e['disabled'], 4)} "
                         f"| {fmt(e['paired_difference'], 1, 'e')} "
-                        f"| {'yes' if e['worse_beyond_seed_spread'] else 'no'} |"
+                        f"| {spread_verdict(e)} |"
                     )
             lines += [
                 "",

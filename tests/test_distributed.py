@@ -9,17 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
+
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> str:
-    """A port no one listens on now (fixed ports collide when two test runs share a machine)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
 
 
 def test_accelerate_launch_ddp_two_processes(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_distributed import free_port
+from helpers import free_port, plain_llava_next_video_checkpoint, run_as_stranger
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,8 +105,6 @@ def check_zero3_probe(reports: list[dict], tower_trains: bool = True) -> None:
 @pytest.fixture(scope="module")
 def plain_checkpoint(tmp_path_factory) -> Path:
     """A plain LLaVA-NeXT-Video checkpoint (no teacher, no predictor) with its stock processor, in float32."""
-    from test_hub import plain_llava_next_video_checkpoint
-
     folder = tmp_path_factory.mktemp("plain")
     plain_llava_next_video_checkpoint(folder)
     from transformers import LlavaNextVideoForConditionalGeneration
@@ -151,8 +149,6 @@ def test_zero3_from_a_plain_checkpoint_matches_one_process_saves_whole_weights_a
     with remote code in a fresh process without the package; resuming from the step-1 checkpoint gives the same
     final weights as the uninterrupted run."""
     needs_deepspeed()
-    from test_hub import run_as_stranger
-
     run, start = tmp_path / "zero3", tmp_path / "start.safetensors"
     source = ["--model_name_or_path", str(plain_checkpoint)]
     zero3_launch(run, *source, "--per_device_train_batch_size", "1", "--save_strategy", "steps", "--save_steps", "1",

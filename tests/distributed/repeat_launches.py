@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
 from test_scale_out import ROOT, TRAIN_FLAGS, WORKER, environment  # noqa: E402
-from test_distributed import free_port  # noqa: E402
+from helpers import free_port, plain_llava_next_video_checkpoint  # noqa: E402
 
 
 def zero3_command(folder: Path, plain: Path | None) -> list[str]:
@@ -95,8 +95,6 @@ def main() -> None:
     with folder as scratch:
         plain = None
         if args.launch == "fsdp2":
-            from test_hub import plain_llava_next_video_checkpoint
-
             plain = Path(scratch, "plain")
             plain_llava_next_video_checkpoint(plain)
         results = []

@@ -35,8 +35,8 @@ import bisect
 import dataclasses
 import importlib
 import logging
+import json
 import os
-import pickle
 import select
 import signal
 import struct
@@ -308,9 +308,10 @@ def _read_by_seeking(container, stream, index: VideoIndex, numbers, size) -> lis
 # ----------------------------------------------------------------------------------------------------------------
 # The decoder process: the same functions behind a pipe, killed when a call runs out of time
 #
-# Messages on both pipes: a header (pickle length, raw length), a pickle, then raw bytes (the frames, so that they are
-# copied once into the receiver's array). Requests: `(kind, args)`; replies: `("ok", value)`, `("frames", (shape,
-# dtype))` + the frames' bytes, or `("error", (missing, message))`.
+# Messages on both pipes: a header (JSON length, raw length), JSON, then raw bytes (the frames, so that they are
+# copied once into the receiver's array). Requests: `[kind, args]`; replies: `["ok", value]`, `["frames", [shape,
+# dtype]]` + the frames' bytes, or `["error", [missing, message]]`. JSON, not pickle: nothing read from the pipe can
+# run code, and a `Fraction` (a stream's time base) travels as `{"fraction": [numerator, denominator]}`.
 
 _HEADER = struct.Struct("<QQ")
 
@@ -323,8 +324,18 @@ module._serve()
 """
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Fraction):
+        return {"fraction": [value.numerator, value.denominator]}
+    raise TypeError(f"cannot send {type(value).__name__} to or from the decoder process")
+
+
+def _json_object(value: dict) -> Any:
+    return Fraction(*value["fraction"]) if value.keys() == {"fraction"} else value
+
+
 def _write_message(fd: int, value: Any, raw: memoryview | None = None) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    data = json.dumps(value, default=_json_default).encode()
     for chunk in (_HEADER.pack(len(data), 0 if raw is None else raw.nbytes), data, raw):
         view = memoryview(chunk if chunk is not None else b"").cast("B")
         while view.nbytes:
@@ -351,12 +362,12 @@ def _read_message(fd: int, deadline: float | None = None) -> tuple[Any, bytearra
     header = _read_exactly(fd, _HEADER.size, deadline)
     if header is None:
         return None
-    pickled, raw = _HEADER.unpack(header)
-    data = _read_exactly(fd, pickled, deadline)
+    length, raw = _HEADER.unpack(header)
+    data = _read_exactly(fd, length, deadline)
     frames = _read_exactly(fd, raw, deadline) if raw else bytearray()
     if data is None or frames is None:
         return None
-    return pickle.loads(data), frames
+    return json.loads(data, object_hook=_json_object), frames
 
 
 def _serve() -> None:

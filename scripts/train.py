@@ -62,6 +62,7 @@ from llava_next_ar import (  # noqa: E402
     validate_autoregressive_config,
 )
 from llava_next_ar.model_card_llava_next_ar import MODEL_CARD_NAME, model_card  # noqa: E402
+from llava_next_ar.modeling_llava_next_ar import gathered  # noqa: E402
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor  # noqa: E402
 from llava_next_ar import tiny_models  # noqa: E402
 from llava_next_ar.tiny_models import CHAT_TEMPLATE as PROMPT_CHAT_TEMPLATE  # noqa: E402, F401 (tests read it here)
@@ -613,9 +614,11 @@ def main(argv: list[str] | None = None) -> Trainer:
     if model_args.use_lora:
         from peft import LoraConfig, get_peft_model
 
-        if model_args.model_name_or_path is None and training_args.process_index == 0:
-            model.save_pretrained(output_dir / "base")  # the adapter's base model (built here, saved nowhere else)
-            processor.save_pretrained(output_dir / "base")
+        if model_args.model_name_or_path is None:  # the adapter's base model (built here, saved nowhere else)
+            with gathered(list(model.parameters())):  # ZeRO-3: whole weights (every rank takes part); else a no-op
+                if training_args.process_index == 0:
+                    model.save_pretrained(output_dir / "base")
+                    processor.save_pretrained(output_dir / "base")
         lora = LoraConfig(
             r=model_args.lora_rank,
             lora_alpha=2 * model_args.lora_rank,

@@ -248,3 +248,20 @@ def test_zero3_lora_saves_an_adapter_and_a_merged_model_equal_to_one_process(pla
         not torch.equal(adapter[key], started[key.replace(".lora_B.weight", ".lora_B.default.weight")])
         for key in lora_b
     )
+
+
+def test_zero3_lora_on_the_tiny_config_saves_a_whole_base_the_adapter_loads_on(tmp_path):
+    """LoRA on the model built from the tiny config under ZeRO-3: `base/` (the adapter's base, saved by train.py
+    because it exists nowhere else) holds whole weights, gathered by every rank (was: rank 0 saved its empty
+    partitions), and the adapter loads on it."""
+    needs_deepspeed()
+    from peft import PeftModel
+
+    from llava_next_ar import LlavaNextARForConditionalGeneration
+
+    run = tmp_path / "zero3_lora"
+    zero3_launch(run, "--use_lora", "True", "--per_device_train_batch_size", "1", "--save_strategy", "no")
+    base = load_file(run / "base" / "model.safetensors")
+    assert all(tensor.numel() > 0 for tensor in base.values()), "base/: an empty (partitioned) tensor"
+    model = PeftModel.from_pretrained(LlavaNextARForConditionalGeneration.from_pretrained(run / "base"), run / "adapter")
+    assert sum("lora_B" in name for name, _ in model.named_parameters()) > 0

@@ -18,6 +18,7 @@ Video files are read with PyAV (imported only when a file is read): the clip's f
 sampled, and only the sampled frames are decoded (`video_decoding_llava_next_ar`).
 """
 
+import bisect
 import math
 import os
 from dataclasses import dataclass
@@ -357,14 +358,7 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
             for step in range(steps):
                 time_point = first + step / self.sampling_fps
                 # the frame on screen at `time_point`: the last one that starts at or before it
-                low, high = start, stop
-                while low < high:
-                    middle = (low + high) // 2
-                    if timestamps[middle] <= time_point + 1e-9:
-                        low = middle + 1
-                    else:
-                        high = middle
-                frame = max(start, low - 1)
+                frame = max(start, bisect.bisect_right(timestamps, time_point + 1e-9, start, stop) - 1)
                 if not chosen or frame != chosen[-1]:
                     chosen.append(frame)
             indices = torch.tensor(chosen, dtype=torch.long)

@@ -15,7 +15,7 @@ Each (path, clip) runs in a fresh process, so the peak RSS (`ru_maxrss` of that 
 plus its decoder process's, reported apart). Then clips/s with 0 and 2 DataLoader workers for `ours`, and clips/s
 per core next to the measured training step of the tiny model and the 7B-shaped CPU spec (`bench_step.json`).
 
-    python benchmarks/bench_data.py                      # 10/60/300 s at 720p and 1080p (~15 min, most of it writing clips)
+    python benchmarks/bench_data.py                      # 10/60/300 s at 720p and 1080p (~15 min, mostly writing)
     python benchmarks/bench_data.py --lengths 10 60 --heights 720
     python benchmarks/bench_data.py --quick              # 2 s clips (tests)
 """
@@ -309,8 +309,8 @@ def main() -> None:
     print(f"tiny model step (batch 4): {step:.3f} s -> needs {4 / step:.1f} clips/s = "
           f"{4 / step / per_core:.1f} loader cores at {per_core:.2f} clips/s per core")
     if spec_step:
-        print(f"7B-shaped CPU spec step (batch 1, bench_step.json): {spec_step:.2f} s -> {1 / spec_step:.2f} clips/s = "
-              f"{1 / spec_step / per_core:.2f} loader cores")
+        print(f"7B-shaped CPU spec step (batch 1, bench_step.json): {spec_step:.2f} s -> {1 / spec_step:.2f} "
+              f"clips/s = {1 / spec_step / per_core:.2f} loader cores")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=1))
     print(f"wrote {args.out}")

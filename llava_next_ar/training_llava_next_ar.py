@@ -276,7 +276,8 @@ class LlavaNextARDataCollator:
         if example.get("messages") is not None:
             return render_chat_with_assistant_spans(self.processor, _with_video(example["messages"]))
         if example.get("conversations") is not None:
-            return render_chat_with_assistant_spans(self.processor, conversations_to_messages(example["conversations"]))
+            messages = conversations_to_messages(example["conversations"])
+            return render_chat_with_assistant_spans(self.processor, messages)
         text = f"{example['prompt']} {example['answer']}"
         return text, [(len(example["prompt"]) + 1, len(text))]
 

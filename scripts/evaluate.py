@@ -209,10 +209,10 @@ def teacher_for(model):
 @torch.no_grad()
 def collect(model, batches) -> dict:
     """
-    Run the model's forward on each batch (with `labels`, `output_autoregressive=True`) and take the teacher features and
-    the predictions from its `autoregressive_output`. Returns `features [N, T, P, D]`, `predictions [N, T-1, P, D]` (or
-    `None` without an autoregressive module), `target_gaps [N, T-1]`, and the batch-mean `main_loss` /
-    `autoregressive_loss`.
+    Run the model's forward on each batch (with `labels`, `output_autoregressive=True`) and take the teacher features
+    and the predictions from its `autoregressive_output`. Returns `features [N, T, P, D]`, `predictions
+    [N, T-1, P, D]` (or `None` without an autoregressive module), `target_gaps [N, T-1]`, and the batch-mean
+    `main_loss` / `autoregressive_loss`.
     """
     has_module = getattr(model, "autoregressive_module", None) is not None
     teacher = None if has_module else teacher_for(model)

@@ -114,7 +114,8 @@ class DataArguments:
         default="window",
         metadata={"help": "which frames of a clip are decoded: 'window' (num_frames consecutive frames from "
                   "start_frame), 'uniform' (num_frames evenly over the clip), 'fps' (sampling_fps frames a second, "
-                  "at most num_frames), 'all' (every frame; with fast/slow sampling: the presets over the whole clip)"},
+                  "at most num_frames), 'all' (every frame; with fast/slow sampling: the presets over the whole "
+                  "clip)"},
     )
     sampling_fps: float | None = field(default=None, metadata={"help": "frames per second for frame_sampling=fps"})
     decode_timeout: float | None = field(
@@ -133,8 +134,9 @@ class DataArguments:
     )
     window_stride: int = field(default=4, metadata={"help": "built-in clips: frames between window starts"})
     decode_size: int | None = field(
-        default=None, metadata={"help": "ignored, with a warning (kept so that older configs parse): frames are decoded "
-                                "straight to the processor's working size (aspect ratio kept)"},
+        default=None,
+        metadata={"help": "ignored, with a warning (kept so that older configs parse): frames are decoded straight "
+                  "to the processor's working size (aspect ratio kept)"},
     )
     on_decode_error: str = field(
         default="skip", metadata={"help": "bad rows (missing file, undecodable, too short, no assistant turn): "
@@ -423,8 +425,8 @@ def read_rows(data_args: DataArguments) -> tuple[list[dict], list[tuple[int, Bad
         rows = builtin_clips_manifest(clips, data_args.num_frames, data_args.window_stride, data_args.prompt)
         if data_args.frame_sampling != "window":  # sample over the whole clip, once per clip
             rows = list({row["video"]: {**row, "start_frame": 0, "num_frames": None} for row in rows}.values())
-        return [normalise_row(row, Path("/"), data_args.prompt, None, index) for index, row in enumerate(rows)], [], len(
-            rows)
+        rows = [normalise_row(row, Path("/"), data_args.prompt, None, index) for index, row in enumerate(rows)]
+        return rows, [], len(rows)
     raw, root = load_manifest(data_args.train_manifest, data_args.video_root)
     rows, problems = [], []
     for index, row in enumerate(raw):

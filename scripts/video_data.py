@@ -181,7 +181,9 @@ def normalise_row(
     if not video and messages:
         video = _video_of_messages(messages)
     if not video:
-        raise BadRowError(f"{source} row {index}: no video (no `video` field or video item in `messages`): {row}", "no video")
+        raise BadRowError(
+            f"{source} row {index}: no video (no `video` field or video item in `messages`): {row}", "no video"
+        )
     path = Path(video).expanduser()
     out = {"video": str(path if path.is_absolute() else Path(video_root) / path)}
     where = f"{source} row {index} ({out['video']})"
@@ -206,7 +208,10 @@ def normalise_row(
         else:
             out["conversations"] = [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
     else:
-        raise BadRowError(f"{where}: no assistant turn (the row needs `conversations`, `messages`, `caption` or `answer`)", "no assistant turn")
+        raise BadRowError(
+            f"{where}: no assistant turn (the row needs `conversations`, `messages`, `caption` or `answer`)",
+            "no assistant turn",
+        )
     start, count = row.get("start_frame"), row.get("num_frames")
     out["start_frame"] = int(start) if start not in (None, "") else 0
     out["num_frames"] = int(count) if count not in (None, "") else num_frames

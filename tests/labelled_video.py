@@ -28,7 +28,8 @@ def read_number(frame) -> int:
     value = 0
     for bit in range(BITS):
         left, right = bit * width // BITS, (bit + 1) * width // BITS
-        bar = frame[frame.shape[0] // 4: 3 * frame.shape[0] // 4, left + (right - left) // 4: right - (right - left) // 4]
+        rows = slice(frame.shape[0] // 4, 3 * frame.shape[0] // 4)
+        bar = frame[rows, left + (right - left) // 4: right - (right - left) // 4]
         value |= int(bar.mean() > 128) << bit
     return value
 

@@ -5,9 +5,6 @@ The helpers live in three modules, by job:
 - `measurement.py`: peak memory, timing on a shared machine, the machine a result was measured on;
 - `model_specs.py`: the spec (sizes as JSON) -> config, (base, AR) pair with the same weights, batch;
 - `report.py`: markdown tables, JSON and PNGs under `RESULTS`.
-
-Scripts that still read them as `_common.X` (`memory.py`, `profile_aux.py`, `attention_head_dim.py`, `gpu_check.py`)
-get the same names from here.
 """
 
 from __future__ import annotations
@@ -18,20 +15,7 @@ from pathlib import Path
 
 import torch
 
-from measurement import PeakMemory, calibrate_peak_memory, machine, median, sync, timed  # noqa: F401
-from model_specs import (  # noqa: F401
-    CPU_DEFAULT,
-    IMAGE_TOKEN,
-    VIDEO_TOKEN,
-    build_config,
-    build_pair,
-    freeze_vision_tower,
-    grid_image_size,
-    load_spec,
-    make_batch,
-    param_mib,
-)
-from report import RESULTS, table, write_json  # noqa: F401
+from model_specs import load_spec
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,17 +23,21 @@ import torch
 
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from helpers import tiny_config  # noqa: E402
-from tiny_tokenizer import tiny_tokenizer  # noqa: E402
 from transformers import LlavaNextVideoProcessor, LlavaNextVideoVideoProcessor  # noqa: E402
 
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor  # noqa: E402
+from llava_next_ar.tiny_models import tiny_config, vocab_from_words, word_level_tokenizer  # noqa: E402
 
 
 CASES = {"all": {}, "fast_slow": {"use_fast_slow_frames": True, "num_fast": 8, "num_slow": 4, "slow_stride": 2}}
 PROMPT = "user : <video> what happens ?"
+VOCAB = vocab_from_words(PROMPT.split())
+
+
+def tiny_tokenizer():
+    return word_level_tokenizer(VOCAB)
 
 
 def measure(sizes: list[int], repeats: int, threads: int) -> list[dict]:
@@ -41,8 +45,7 @@ def measure(sizes: list[int], repeats: int, threads: int) -> list[dict]:
     clip = torch.randint(0, 256, (16, 384, 384, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     rows = []
     for size in sizes:
-        config = tiny_config()
-        config.vision_config.image_size = size
+        config = tiny_config(len(VOCAB), VOCAB["<video>"], VOCAB["<image>"], image_size=size)
         stock = LlavaNextVideoProcessor(
             video_processor=LlavaNextVideoVideoProcessor(
                 size={"shortest_edge": size}, crop_size={"height": size, "width": size}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads OpenMP (see _common.py, 'Timing on a shared machine').
+# Before torch loads OpenMP (see measurement.py, 'Timing on a shared machine').
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -28,8 +28,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-from bench_step import QUICK_SPEC, ar_inputs  # noqa: E402
+import _common  # noqa: E402
+import measurement  # noqa: E402
+import model_specs  # noqa: E402
+import report  # noqa: E402
+from bench_step import ar_inputs, quick_spec  # noqa: E402
 
 
 CAUSALITY_MODES = {
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", type=int, default=27, help="patch-grid side of the causality clip (default 27)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="bench_step's tiny --quick spec (a CPU smoke run)")
-    C.add_common_arguments(parser, out="gpu_check")
+    _common.add_common_arguments(parser, out="gpu_check")
     args = parser.parse_args(argv)
     if not args.step_json.is_file():
         parser.error(f"--step_json: no such file {args.step_json} (run benchmarks/bench_step.py first)")
@@ -110,17 +113,17 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: torch sees no CUDA device (torch {torch.__version__})")
-    spec = C.start(args)
+    spec = _common.start(args)
     if args.quick:
-        for key, value in QUICK_SPEC.items():
-            spec[key].update(value) if isinstance(value, dict) else spec.__setitem__(key, value)
+        quick_spec(spec)
     started = time.perf_counter()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    _, model = C.build_pair(spec, args.grid, device=args.device, share_weights=True)  # the base shares its modules
+    # the base shares its modules
+    _, model = model_specs.build_pair(spec, args.grid, device=args.device, share_weights=True)
     model.eval()
-    batch = C.make_batch(model.config, spec, args.frames, device=args.device)
+    batch = model_specs.make_batch(model.config, spec, args.frames, device=args.device)
     results = {}
     for mode, freeze in CAUSALITY_MODES.items():
         results[mode] = causality(model, batch, freeze)
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
     print(f"# gpu_check ({step['machine'].get('cuda') or step['machine']['cpu']}, torch {step['machine']['torch']}, "
           f"transformers {step['machine']['transformers']}, {spec['dtype']})")
     print("\n## One training step, LLaVA-NeXT-AR / LLaVA-NeXT-Video (bench_step.py: same weights, same batch)\n")
-    print(C.table(step_rows(step), [
+    print(report.table(step_rows(step), [
         ("case", "case", ""), ("variant", "variant", ""), ("T", "T", "d"), ("P", "P", "d"),
         ("base_seconds", "base s", ".3f"), ("ar_seconds", "AR s", ".3f"), ("ratio_seconds", "time AR/base", ".2f"),
         ("base_peak_mib", "base step peak MiB", ".0f"), ("ar_peak_mib", "AR step peak MiB", ".0f"),
@@ -140,7 +143,7 @@ def main(argv=None) -> int:
     ]))
     print(f"\n## Causality on {args.device} (T={args.frames}, P={args.grid ** 2}; perturb frame k, predictions of "
           "frames <= k must not change)\n")
-    print(C.table([{"mode": mode, **result} for mode, result in results.items()], [
+    print(report.table([{"mode": mode, **result} for mode, result in results.items()], [
         ("mode", "teacher", ""), ("teacher_forwards_per_forward", "teacher copy runs", "d"),
         ("earlier_predictions_max_abs_change", "max change, frames <= k", ".3g"),
         ("next_prediction_min_abs_change", "min change, frame k+1", ".3g"), ("causal", "causal", ""),
@@ -149,14 +152,14 @@ def main(argv=None) -> int:
         print(f"\npeak memory of the causality check (weights included): {peak:.0f} MiB")
     payload = {
         "benchmark": "gpu_check",
-        "machine": C.machine(),
+        "machine": measurement.machine(),
         "args": vars(args),
         "spec": spec,
         "step": {"json": str(args.step_json), "rows": step_rows(step), "wall_seconds": step["wall_seconds"]},
         "causality": {"T": args.frames, "P": args.grid ** 2, "modes": results, "peak_mib": peak},
         "causality_wall_seconds": time.perf_counter() - started,
     }
-    path = C.write_json(args.out + ".json", payload)
+    path = report.write_json(args.out + ".json", payload)
     causal = all(result["causal"] for result in results.values())
     print(f"\nwrote {path}; causality {'holds' if causal else 'BROKEN'} ({payload['causality_wall_seconds']:.0f} s)")
     return 0 if causal else 1

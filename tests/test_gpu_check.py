@@ -50,16 +50,14 @@ def test_quick_form_prints_the_table_and_writes_step_ratios_causality_and_memory
 def test_causality_check_catches_a_prediction_that_reads_a_later_frame():
     """Mixing each prediction with the predictions' mean over frames (a leak from every later frame into the
     earlier ones) is reported as not causal, with the change it caused."""
-    import _common as C
     import gpu_check
-    from bench_step import QUICK_SPEC
+    import model_specs
+    from bench_step import quick_spec
 
-    spec = C.load_spec(None)
-    for key, value in QUICK_SPEC.items():
-        spec[key].update(value) if isinstance(value, dict) else spec.__setitem__(key, value)
-    _, model = C.build_pair(spec, 7, share_weights=True)
+    spec = quick_spec(model_specs.load_spec(None))
+    _, model = model_specs.build_pair(spec, 7, share_weights=True)
     model.eval()
-    batch = C.make_batch(model.config, spec, 4)
+    batch = model_specs.make_batch(model.config, spec, 4)
     assert gpu_check.causality(model, batch, freeze_tower=False)["causal"]
 
     leak = model.autoregressive_module.predictor.register_forward_hook(

@@ -116,7 +116,7 @@ def test_dataset_decodes_only_the_sampled_frames_and_names_bad_rows(tmp_path, ca
 
 def test_collator_masks_the_prompt_and_padding_in_labels():
     import torch
-    from test_processing import make_processor
+    from tiny_tokenizer import tiny_processor as make_processor
 
     from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator
 

@@ -494,7 +494,7 @@ print("STRANGER " + json.dumps({"indices": video.video_frame_indices.tolist(), "
 def test_the_checkpoints_own_code_bounds_a_hanging_decode_without_the_package(clips, tiny, tmp_path):
     """A remote-code checkpoint's decoder process runs the checkpoint's copy of this file, found on the caller's
     `sys.path` (PyAV included), in a fresh `python -I -S` process where `llava_next_ar` is not importable."""
-    from test_hub import run_as_stranger
+    from helpers import run_as_stranger
 
     tiny.save_pretrained(tmp_path / "checkpoint")
     fifo = tmp_path / "never.mp4"

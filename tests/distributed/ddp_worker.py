@@ -15,8 +15,7 @@ from transformers import Trainer, TrainingArguments
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
 
-from helpers import tiny_model  # noqa: E402
-from test_training import synthetic_dataset  # noqa: E402
+from helpers import synthetic_dataset, tiny_model  # noqa: E402
 
 from llava_next_ar.training_llava_next_ar import add_loss_components_logging  # noqa: E402
 

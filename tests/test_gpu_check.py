@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from helpers import ROOT, load_script
 
 
 def run_gpu_check(results: Path, *args: str) -> subprocess.CompletedProcess:
@@ -50,11 +48,11 @@ def test_quick_form_prints_the_table_and_writes_step_ratios_causality_and_memory
 def test_causality_check_catches_a_prediction_that_reads_a_later_frame():
     """Mixing each prediction with the predictions' mean over frames (a leak from every later frame into the
     earlier ones) is reported as not causal, with the change it caused."""
-    import gpu_check
-    import model_specs
-    from bench_step import quick_spec
+    gpu_check = load_script("gpu_check", folder="benchmarks")
+    model_specs = load_script("model_specs", folder="benchmarks")
+    bench_step = load_script("bench_step", folder="benchmarks")
 
-    spec = quick_spec(model_specs.load_spec(None))
+    spec = bench_step.quick_spec(model_specs.load_spec(None))
     _, model = model_specs.build_pair(spec, 7, share_weights=True)
     model.eval()
     batch = model_specs.make_batch(model.config, spec, 4)

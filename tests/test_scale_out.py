@@ -18,10 +18,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import free_port, plain_llava_next_video_checkpoint, run_as_stranger
+from helpers import ROOT, free_port, plain_llava_next_video_checkpoint, run_as_stranger
 
 
-ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "distributed" / "accelerate_train.py"
 TRAIN_FLAGS = [

@@ -9,22 +9,13 @@ from pathlib import Path
 
 import pytest
 
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from video_data import (  # noqa: E402
-    BadRowError,
-    SkipLog,
-    VideoChatDataset,
-    builtin_clips_dir,
-    builtin_clips_manifest,
-    normalise_row,
-    read_manifest,
-)
+from helpers import ROOT, load_script
 
 
-CLIP = str(builtin_clips_dir() / "carphone_pristine.mp4")
+video_data = load_script("video_data")
+
+
+CLIP = str(video_data.builtin_clips_dir() / "carphone_pristine.mp4")
 
 
 def test_main_job_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
@@ -84,33 +75,34 @@ def test_manifest_formats_agree(tmp_path):
     os.symlink(CLIP, folder / "carphone.mp4")
     (folder / "carphone.txt").write_text("a man talks\n")
     for source in ("rows.jsonl", "rows.csv", "rows.json", "clips"):  # every format becomes a chat
-        (row,) = read_manifest(tmp_path / source)
+        (row,) = video_data.read_manifest(tmp_path / source)
         question, answer = row["conversations"]
         assert answer == {"from": "gpt", "value": "a man talks"} and "<video>" in question["value"]
         assert Path(row["video"]).exists()
 
 
 def test_dataset_decodes_only_the_sampled_frames_and_names_bad_rows(tmp_path, caplog):
-    import train
+    train = load_script("train")
 
     model_args, *_ = train.parse_arguments(["--output_dir", str(tmp_path), "--tiny_image_size", "32",
                                             "--tiny_patch_size", "8", "--tiny_hidden_size", "32"])
     _, processor = train.build_tiny_model_and_processor(model_args, "what happens a man talks".split(), {})
-    rows = [normalise_row(row, Path("/"), index=index)
-            for index, row in enumerate(builtin_clips_manifest(["carphone_pristine"], num_frames=4, window_stride=50))]
+    rows = [video_data.normalise_row(row, Path("/"), index=index)
+            for index, row in enumerate(
+                video_data.builtin_clips_manifest(["carphone_pristine"], num_frames=4, window_stride=50))]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     rows.append({**rows[1], "video": str(broken)})
-    log = SkipLog()
-    dataset = VideoChatDataset(rows, processor, log)
+    log = video_data.SkipLog()
+    dataset = video_data.VideoChatDataset(rows, processor, log)
     second = dataset[1]
     assert second["video"].video_frame_indices.tolist() == [50, 51, 52, 53]  # the row's window, only it decoded
     assert second["video"].frames.shape == (4, 32, 39, 3)  # working size: shortest edge 32, 176x144's aspect kept
     replaced = dataset[len(rows) - 1]  # the broken row is skipped: the next usable row (wrapping to row 0) instead
     assert replaced["video"].video_frame_indices.tolist() == [0, 1, 2, 3]
     assert log.summary() == {"undecodable": 1} and str(broken) in caplog.text
-    strict = VideoChatDataset(rows, processor, SkipLog(raise_errors=True))
-    with pytest.raises(BadRowError, match=r"broken.mp4\): undecodable"):
+    strict = video_data.VideoChatDataset(rows, processor, video_data.SkipLog(raise_errors=True))
+    with pytest.raises(video_data.BadRowError, match=r"broken.mp4\): undecodable"):
         strict[len(rows) - 1]
 
 
@@ -138,9 +130,9 @@ def test_collator_masks_the_prompt_and_padding_in_labels():
 
 def test_activation_checkpointing_and_bf16_flags_pass_through(tmp_path):
     import torch
-    from train import main
 
-    trainer = main([
+    train = load_script("train")
+    trainer = train.main([
         str(ROOT / "configs" / "tiny_builtin_clips.yaml"), "--output_dir", str(tmp_path), "--max_steps", "1",
         "--builtin_clips", "carphone_pristine", "--num_frames", "4", "--per_device_train_batch_size", "2",
         "--activation_checkpointing", "True", "--bf16", "True", "--report_to", "none", "--save_strategy", "no",

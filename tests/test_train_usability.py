@@ -4,7 +4,6 @@ training, config files parsed exactly, LoRA runs that save what they promise, ou
 import dataclasses
 import json
 import logging
-import sys
 from pathlib import Path
 
 import av
@@ -12,14 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import ROOT, load_script
+from llava_next_ar.video_decoding_llava_next_ar import VideoDecodeError, index_video, read_frames
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
-import train  # noqa: E402
-from video_data import read_manifest  # noqa: E402
-
-from llava_next_ar.video_decoding_llava_next_ar import VideoDecodeError, index_video, read_frames  # noqa: E402
+train = load_script("train")
+video_data = load_script("video_data")
 
 
 def make_clip(path: Path, num_frames: int, size: int = 32, faststart: bool = False, noise: bool = False) -> Path:
@@ -67,7 +64,7 @@ def test_manifest_clips_of_different_lengths_batch_together_by_default(tmp_path)
     manifest = write_jsonl(tmp_path / "data.jsonl", [  # paths relative to the manifest's folder
         {"video": "short.mp4", "caption": "a bar moves"}, {"video": "long.mp4", "caption": "a bar moves on"},
     ])
-    rows = read_manifest(manifest, num_frames=6)
+    rows = video_data.read_manifest(manifest, num_frames=6)
     assert [row["num_frames"] for row in rows] == [6, 6]
     trainer = train.main(quick_run(tmp_path / "run", "--train_manifest", str(manifest),
                                    "--per_device_train_batch_size", "2", "--num_frames", "6"))

@@ -7,35 +7,24 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import load_script
 from labelled_video import read_number, write_labelled_clip
-
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import train  # noqa: E402
-from video_data import (  # noqa: E402
-    BadRowError,
-    SkipLog,
-    StreamingVideoChatDataset,
-    VideoChatDataset,
-    load_manifest,
-    read_manifest,
-)
-
-from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator  # noqa: E402
-from llava_next_ar.video_decoding_llava_next_ar import (  # noqa: E402
+from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator
+from llava_next_ar.video_decoding_llava_next_ar import (
     decode_all_frames,
     index_video,
     read_frames,
 )
+
+
+train = load_script("train")
+video_data = load_script("video_data")
 
 
 FRAMES = 120
@@ -249,17 +238,17 @@ def test_streaming_manifest_skips_each_bad_row_with_its_reason_and_counts_them(m
                                                                              tmp_path):
     tiny.frame_sampling, tiny.sampling_num_frames = "uniform", 8
     try:
-        rows, root = load_manifest(manifest, video_root=clips["folder"], streaming=True)
-        log = SkipLog(tmp_path / "skipped.jsonl")
+        rows, root = video_data.load_manifest(manifest, video_root=clips["folder"], streaming=True)
+        log = video_data.SkipLog(tmp_path / "skipped.jsonl")
         with caplog.at_level(logging.WARNING, logger="video_data"):
-            examples = list(StreamingVideoChatDataset(rows, tiny, root, log))
+            examples = list(video_data.StreamingVideoChatDataset(rows, tiny, root, log))
         assert [example["video"].video_frame_indices.numel() for example in examples] == [8, 8]
         assert str(examples[1]["video"].metadata.total_num_frames) == "60"  # the path came from `messages`
         assert log.summary() == {reason: 1 for reason in REASONS}
         for reason, name in REASONS.items():
             assert any(reason in record.getMessage() and name in record.getMessage() for record in caplog.records)
-        with pytest.raises(BadRowError, match=r"gone.mp4\): missing file"):
-            list(StreamingVideoChatDataset(rows, tiny, root, SkipLog(raise_errors=True)))
+        with pytest.raises(video_data.BadRowError, match=r"gone.mp4\): missing file"):
+            list(video_data.StreamingVideoChatDataset(rows, tiny, root, video_data.SkipLog(raise_errors=True)))
         batch = LlavaNextARDataCollator(tiny)(examples)
         assert batch["video_frames"].shape[:2] == (2, 8) and (batch["labels"] != -100).sum() == 2 * 5
     finally:
@@ -270,13 +259,13 @@ def test_streaming_manifest_skips_each_bad_row_with_its_reason_and_counts_them(m
 def test_dataloader_workers_decode_every_good_row_once(manifest, clips, tiny, tmp_path, streaming):
     tiny.frame_sampling, tiny.sampling_num_frames = "uniform", 8
     try:
-        log = SkipLog(tmp_path / "skipped.jsonl")  # workers append here; the parent reads the count
+        log = video_data.SkipLog(tmp_path / "skipped.jsonl")  # workers append here; the parent reads the count
         if streaming:
-            rows, root = load_manifest(manifest, video_root=clips["folder"], streaming=True)
-            dataset = StreamingVideoChatDataset(rows, tiny, root, log)
+            rows, root = video_data.load_manifest(manifest, video_root=clips["folder"], streaming=True)
+            dataset = video_data.StreamingVideoChatDataset(rows, tiny, root, log)
         else:
-            rows, root = load_manifest(manifest, video_root=clips["folder"])
-            dataset = VideoChatDataset(rows, tiny, log, video_root=root)
+            rows, root = video_data.load_manifest(manifest, video_root=clips["folder"])
+            dataset = video_data.VideoChatDataset(rows, tiny, log, video_root=root)
         loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2,
                                              collate_fn=LlavaNextARDataCollator(tiny))
         batches = list(loader)
@@ -294,20 +283,24 @@ def test_a_skipped_row_is_not_read_again_in_later_epochs_or_other_workers(manife
     tiny.frame_sampling, tiny.sampling_num_frames = "uniform", 8
     path = tmp_path / "skipped.jsonl"
     try:
-        rows, root = load_manifest(manifest, video_root=clips["folder"])
-        dataset = VideoChatDataset(rows, tiny, SkipLog(path), video_root=root)
+        rows, root = video_data.load_manifest(manifest, video_root=clips["folder"])
+        dataset = video_data.VideoChatDataset(rows, tiny, video_data.SkipLog(path), video_root=root)
         loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2,
                                              collate_fn=LlavaNextARDataCollator(tiny))
         list(loader)
         first_epoch = path.read_text()
         list(loader)  # new worker processes: they read the log instead of the bad rows
-        assert path.read_text() == first_epoch and SkipLog(path).summary() == {reason: 1 for reason in REASONS}
+        assert path.read_text() == first_epoch
+        assert video_data.SkipLog(path).summary() == {reason: 1 for reason in REASONS}
 
         calls = []
         read_video = tiny.read_video
         tiny.read_video = lambda *args, **kwargs: calls.append(args[0]) or read_video(*args, **kwargs)
         try:  # this process: every item is one read of a good clip
-            examples = [VideoChatDataset(rows, tiny, SkipLog(path), video_root=root)[i] for i in range(len(rows))]
+            examples = [
+                video_data.VideoChatDataset(rows, tiny, video_data.SkipLog(path), video_root=root)[i]
+                for i in range(len(rows))
+            ]
         finally:
             del tiny.read_video
     finally:
@@ -323,7 +316,7 @@ def test_read_manifest_formats_and_video_root(clips, tmp_path):
     pandas.DataFrame(rows).to_parquet(tmp_path / "rows.parquet")
     (tmp_path / "rows.csv").write_text("video,caption\ncfr.mp4,a bar counts up\n")
     for name in ("rows.parquet", "rows.csv"):
-        (row,) = read_manifest(tmp_path / name, video_root=str(clips["folder"]))
+        (row,) = video_data.read_manifest(tmp_path / name, video_root=str(clips["folder"]))
         assert row["video"] == str(clips["folder"] / "cfr.mp4")
         assert row["conversations"][-1]["value"] == "a bar counts up"
 
@@ -453,20 +446,22 @@ def test_a_hanging_clip_is_skipped_with_its_reason_or_raises_when_asked(clips, s
                                                                       workers):
     chat = [{"from": "human", "value": "<video>\nwhat happens ?"}, {"from": "gpt", "value": "a bar counts up"}]
     rows = [{"video": str(stalled_fifo), "conversations": chat}, {"video": str(clips["cfr"]), "conversations": chat}]
-    log = SkipLog(tmp_path / "skipped.jsonl")
+    log = video_data.SkipLog(tmp_path / "skipped.jsonl")
     tiny.frame_sampling, tiny.sampling_num_frames, tiny.decode_timeout = "uniform", 8, 2.0
     try:
-        dataset = StreamingVideoChatDataset(rows, tiny, Path("/"), log)
+        dataset = video_data.StreamingVideoChatDataset(rows, tiny, Path("/"), log)
         loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=workers,
                                              collate_fn=LlavaNextARDataCollator(tiny))
         outcome = finishes(lambda: list(loader))
-        strict = finishes(lambda: list(StreamingVideoChatDataset(rows, tiny, Path("/"), SkipLog(raise_errors=True))))
+        strict = finishes(lambda: list(
+            video_data.StreamingVideoChatDataset(rows, tiny, Path("/"), video_data.SkipLog(raise_errors=True))
+        ))
     finally:
         tiny.frame_sampling, tiny.sampling_num_frames, tiny.decode_timeout = "all", None, 120.0
     assert [batch["video_frame_indices"][0, -1].item() for batch in outcome["value"]] == [119]
     (entry,) = log.entries()
     assert entry["reason"] == "undecodable" and "stalled.mp4" in entry["message"] and "time limit" in entry["message"]
-    assert isinstance(strict.get("error"), BadRowError) and "time limit" in str(strict["error"])
+    assert isinstance(strict.get("error"), video_data.BadRowError) and "time limit" in str(strict["error"])
 
 
 STRANGER_DECODE = r"""

@@ -179,6 +179,7 @@ def render_generated(results: dict) -> str:
     ablation = results.get("ablation")
     if ablation:
         settings = ablation["settings"]
+        seeds = sorted({run["seed"] for run in ablation["runs"]})
         fs, ar = settings["fast_slow"], settings["autoregressive"]
         span = fs["slow_stride"] * (fs["num_slow"] - 1)
         lines += [
@@ -193,7 +194,8 @@ def render_generated(results: dict) -> str:
             f"- Data: windows of {settings['num_frames']} consecutive frames (25-30 fps), a window every "
             f"{settings['window_stride']} frames, decoded at {settings['decode_size']}px. "
             f"Training steps: {settings['max_steps']}, batch {settings['batch_size']}, lr "
-            f"{settings['learning_rate']}, seeds {settings['seeds']}; the same for every variant.",
+            f"{settings['learning_rate']}, seeds {seeds} (of {settings['seeds']} planned); the same for every "
+            "variant.",
             f"- Fast/slow: `num_fast={fs['num_fast']}, num_slow={fs['num_slow']}, fast_stride={fs['fast_stride']}, "
             f"slow_stride={fs['slow_stride']}` (slow frames span {span + 1} of the {settings['num_frames']} frames, "
             f"no stride shrinking). The objective's frames are the sorted union of both sets, so a fast/slow variant "
@@ -205,7 +207,8 @@ def render_generated(results: dict) -> str:
             "t-1; mean-of-history averages the last `num_hist` frames. Ratio < 1 = the predictor beats the baseline.",
             f"- Time per step: `train_runtime / steps` (data loading included), {ablation.get('threads', 1)} torch "
             f"thread(s), on a 2-core CPU **shared with other jobs**, so timings are noisy. Whole "
-            f"run ({len(ablation['table'])} variants x {len(settings['seeds'])} seeds + the other parts run with "
+            f"run ({len(ablation['runs'])} runs: {len(ablation['table'])} variants x {len(seeds)} seeds, + the other "
+            "parts run with "
             "it, the first in the same process including its data decoding): "
             f"{ablation['wall_minutes']:.1f} min.",
             "",

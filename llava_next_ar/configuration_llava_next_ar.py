@@ -80,7 +80,8 @@ AUTOREGRESSIVE_CONFIG_DEFAULTS: dict[str, Any] = {
     "short_clip": "shrink",
 }
 """Defaults of `LlavaNextARConfig.autoregressive_config`: the seed's values (DESIGN.md §2), except `predict_residual`
-(the seed predicts the features outright; `docs/temporal_qa.md` measured the residual form better)."""
+(the seed predicts the features outright; on held-out generated clips the residual form measured better,
+`docs/temporal_qa.md`; on the two-clip real ablation, where every variant overfits, worse, `docs/ablation.md`)."""
 
 _CHOICES = {
     "teacher": ("copy", "shared"),

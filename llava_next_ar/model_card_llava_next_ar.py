@@ -55,7 +55,9 @@ AUTOREGRESSIVE_CONFIG_DOCS: dict[str, str] = {
     "baseline).",
     "fuse_llm_hidden_states": "cross-attend to the LLM hidden states that saw no frame at or after the target.",
     "predict_residual": "predict the change from the context frame (prediction = context features + predictor "
-    "output); `False` = the seed's form, predicting the features outright (measured worse: `docs/temporal_qa.md`).",
+    "output); `False` = the seed's form, predicting the features outright: worse on held-out generated clips "
+    "(`docs/temporal_qa.md`), less bad in the two-clip real ablation where every variant overfits "
+    "(`docs/ablation.md`).",
     "normalize_targets": "layer-normalise the teacher's features per patch (no affine, as V-JEPA's targets) before "
     "the predictor and the loss.",
     "teacher": '`"copy"`: a frozen copy of the vision tower, `autoregressive_module.teacher` (fixed targets, one more '

@@ -65,7 +65,6 @@ from llava_next_ar.model_card_llava_next_ar import MODEL_CARD_NAME, model_card  
 from llava_next_ar.modeling_llava_next_ar import gathered  # noqa: E402
 from llava_next_ar.processing_llava_next_ar import LlavaNextARProcessor  # noqa: E402
 from llava_next_ar import tiny_models  # noqa: E402
-from llava_next_ar.tiny_models import CHAT_TEMPLATE as PROMPT_CHAT_TEMPLATE  # noqa: E402, F401 (tests read it here)
 from llava_next_ar.training_llava_next_ar import (  # noqa: E402
     LlavaNextARDataCollator,
     add_loss_components_logging,

@@ -2,21 +2,18 @@
 `scripts/ablation.py` (the seed's ablation table). Tiny models, a few windows of a real clip, seconds each."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_script
 
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import ablation  # noqa: E402
-import ablation_report  # noqa: E402
-import evaluate  # noqa: E402
-import experiment_utils as utils  # noqa: E402
-import train  # noqa: E402
+ablation = load_script("ablation")
+ablation_report = load_script("ablation_report")
+evaluate = load_script("evaluate")
+utils = load_script("experiment_utils")
+train = load_script("train")
 
 
 PNG = b"\x89PNG\r\n\x1a\n"

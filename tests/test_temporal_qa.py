@@ -3,22 +3,18 @@ are what the decoded frames show, its splits are disjoint, its mp4 round-trips t
 (`scripts/temporal_qa.py --quick`) runs end to end and reports every number in order and shuffled."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_script
+
+from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames, index_video
 
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import procedural_video as pv  # noqa: E402
-import experiment_utils as utils  # noqa: E402
-import temporal_qa  # noqa: E402
-
-from llava_next_ar.video_decoding_llava_next_ar import decode_all_frames, index_video  # noqa: E402
+pv = load_script("procedural_video")
+utils = load_script("experiment_utils")
+temporal_qa = load_script("temporal_qa")
 
 
 def test_scenes_and_frames_are_deterministic_by_seed():

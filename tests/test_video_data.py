@@ -15,6 +15,7 @@ import torch
 
 from helpers import load_script
 from labelled_video import read_number, write_labelled_clip
+from llava_next_ar import tiny_models
 from llava_next_ar.training_llava_next_ar import LlavaNextARDataCollator
 from llava_next_ar.video_decoding_llava_next_ar import (
     decode_all_frames,
@@ -198,7 +199,7 @@ def test_multi_turn_labels_cover_exactly_the_assistant_turns(tiny):
     try:  # a template without generation markers: the assistant texts (found exactly), without the </s>
         plain = collator([llava])
     finally:
-        tiny.chat_template = train.PROMPT_CHAT_TEMPLATE
+        tiny.chat_template = tiny_models.CHAT_TEMPLATE
     _, learned = tokens_and_labels(plain, tiny)
     assert [i for i, flag in enumerate(learned) if flag] == [*range(first, first + 4), *range(second, second + 2)]
 

@@ -31,6 +31,7 @@ from .video_processing_llava_next_ar import (  # noqa: F401 - re-exported: the p
     ClipTooShortError,
     LlavaNextARVideoProcessor,
     SampledVideo,
+    refuse_per_call_settings,
 )
 
 
@@ -360,13 +361,7 @@ class LlavaNextARProcessor(LlavaNextVideoProcessor):
     def prepare_inputs_layout(self, images=None, text=None, videos=None, audio=None, **kwargs):
         """As the base, plus `videos` as the video processor's flat list of checked clips (`make_clips`). Sampling
         settings given to a call raise (they would be ignored): they belong to the processor."""
-        per_call = [key for key in SETTING_KEYS if key in kwargs]
-        if per_call:
-            raise ValueError(
-                f"{per_call} are settings of the processor, not of a call: load it with them "
-                "(`from_pretrained(path, fast_slow_preset=...)`) or build it with `from_model_config(config, "
-                "tokenizer, ...)`"
-            )
+        refuse_per_call_settings(kwargs)
         images, text, _, audio = super().prepare_inputs_layout(images=images, text=text, videos=None, audio=audio)
         if videos is not None:
             videos = self.video_processor.make_clips(videos)

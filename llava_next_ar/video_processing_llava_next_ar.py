@@ -74,6 +74,17 @@ class SampledVideo:
     metadata: VideoMetadata
 
 
+def refuse_per_call_settings(kwargs: dict) -> None:
+    """Sampling settings given to a call would be ignored: they belong to the processor. Raise, naming them."""
+    per_call = [key for key in SETTING_KEYS if key in kwargs]
+    if per_call:
+        raise ValueError(
+            f"{per_call} are settings of the processor, not of a call: load it with them "
+            "(`from_pretrained(path, fast_slow_preset=...)`) or build it with `from_model_config(config, "
+            "tokenizer, ...)`"
+        )
+
+
 def _describe(value: Any) -> str:
     """Short description of a `videos` entry for error messages (type, and shape/dtype for arrays)."""
     if isinstance(value, torch.Tensor) or is_numpy_array(value):
@@ -581,13 +592,7 @@ class LlavaNextARVideoProcessor(LlavaNextVideoVideoProcessor):
         Raises:
             ValueError: bad `videos` or settings (naming them), or clips whose frame counts or sizes differ.
         """
-        per_call = [key for key in SETTING_KEYS if key in kwargs]
-        if per_call:
-            raise ValueError(
-                f"{per_call} are settings of the processor, not of a call: load it with them "
-                "(`from_pretrained(path, fast_slow_preset=...)`) or build it with `from_model_config(config, "
-                "tokenizer, ...)`"
-            )
+        refuse_per_call_settings(kwargs)
         self.validate_settings()
         clips = self.make_clips(videos)
         do_sample_frames = kwargs.pop("do_sample_frames", None)

@@ -515,8 +515,9 @@ def long_run(settings: dict, work_dir: Path) -> dict:
 def predictor_probe(model, processor, settings: dict) -> dict:
     """
     The predictor alone on teacher features (no LLM states), trained on the training clips and evaluated on the
-    held-out clip, in two parameterisations: as shipped (the predictor outputs the next frame's features) and
-    residual (`last context frame + predictor output`, i.e. it predicts the change). Same size, data, steps.
+    held-out clip, in two parameterisations: absolute (the seed's form: the predictor outputs the next frame's
+    features) and residual (`last context frame + predictor output`, i.e. it predicts the change; the shipped
+    default, `predict_residual=True`). Same size, data, steps.
     """
     from llava_next_ar import LlavaNextARPredictor
 

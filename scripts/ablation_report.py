@@ -287,8 +287,9 @@ def render_generated(results: dict) -> str:
             "## Probe: the predictor alone (no LLM) on teacher features", "",
             f"`python scripts/ablation.py --parts probe`: a fresh `LlavaNextARPredictor` of the same size trained "
             f"{probe['steps']} steps (batch {probe['batch_size']}, windows of {probe['num_frames']} frames, "
-            f"{probe['train_windows']} training / {probe['heldout_windows']} held-out windows), as shipped "
-            "(outputs the next frame's features) and residual (outputs the change, added to the last frame).", "",
+            f"{probe['train_windows']} training / {probe['heldout_windows']} held-out windows), absolute "
+            "(the seed's form: outputs the next frame's features) and residual (outputs the change, added to the last "
+            "frame; the shipped default).", "",
             "| parameterisation | step | training clips / copy-last | held-out / copy-last |",
             "|---|---|---|---|",
         ]
